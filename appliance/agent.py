@@ -1,0 +1,189 @@
+"""The agent: devices as SIP URIs, who may do what, and where events go.
+
+It owns the SIP stack and the devices. A request reaches it only after the core's checks;
+the agent finds the device from the Request-URI's user part (404 when there is none) and
+answers. Device changes arrive on gpiozero's threads and cross into the event loop at one
+place, `_device_changed`.
+"""
+
+import asyncio
+import logging
+
+from . import __version__
+from .devices import build_devices
+from .devices.build import pin_factory_for
+from .net.stack import SipStack
+from .sip.endpoint import Capabilities
+from .sip.events import MessageDropped, RequestReceived, RequestRejected, ResponseReceived
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "sip-appliance/%s" % __version__
+
+# What every device URI answers with today; methods join as their features land.
+ALLOW = ("OPTIONS", "ACK", "CANCEL")
+ACCEPT = ("application/sdp", "text/plain")
+
+
+class Agent:
+    def __init__(self, config, pin_factory=None):
+        self.config = config
+        if pin_factory is None:
+            pin_factory = pin_factory_for(config.agent.simulate)
+        self.devices = build_devices(config.devices, pin_factory)
+        self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT)
+        listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
+        self.stack = SipStack(listen, self._on_event, self.capabilities,
+                              user_agent=USER_AGENT, advertise=config.agent.domain)
+        self.loop = None
+        self.started = None
+        self.counters = {"requests": 0, "rejected": 0, "dropped": 0}
+
+    async def start(self):
+        self.loop = asyncio.get_running_loop()
+        for device in self.devices.values():
+            device.on_change = self._device_changed_threadsafe
+        await self.stack.start()
+        self.started = self.loop.time()
+
+    async def close(self):
+        await self.stack.close()
+        for device in self.devices.values():
+            device.close()
+
+    # -- addresses -----------------------------------------------------------------------
+
+    def host_part(self):
+        """The host of the device URIs: the configured domain, else the first listener."""
+        if self.config.agent.domain:
+            return self.config.agent.domain
+        transport, host, port = self.stack.bound[0]
+        local_host = self.stack.endpoint.local[transport][0]
+        return "%s:%d" % (local_host, port)
+
+    def device_uri(self, name):
+        return "sip:%s@%s" % (name, self.host_part())
+
+    # -- SIP -----------------------------------------------------------------------------
+
+    def _on_event(self, event):
+        if isinstance(event, RequestReceived):
+            self._request(event)
+        elif isinstance(event, RequestRejected):
+            self.counters["rejected"] += 1
+            self._log_transaction(event.request, event.source, event.response)
+        elif isinstance(event, MessageDropped):
+            self.counters["dropped"] += 1
+            log.debug("dropped %s from %s: %s", _describe(event.data), _peer(event.source),
+                      event.reason)
+        elif isinstance(event, ResponseReceived):
+            pass  # the agent sends no requests of its own yet
+
+    def _request(self, event):
+        request = event.request
+        self.counters["requests"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("received from %s:\n%s", _peer(event.source), _printable(request))
+        if event.transaction is None:
+            return  # an ACK within a dialog: nothing to answer
+        user = request.uri.user
+        device = self.devices.get(user) if user is not None else None
+        if device is None:
+            self._respond(event, 404)
+        elif request.method == "OPTIONS":
+            self._respond(event, 200, fields=self._capability_fields())
+        else:
+            self._respond(event, 405, fields=(("Allow", ", ".join(ALLOW)),))
+
+    def _capability_fields(self):
+        fields = [
+            ("Allow", ", ".join(ALLOW)),
+            ("Accept", ", ".join(ACCEPT)),
+            ("Accept-Encoding", "identity"),
+            ("Accept-Language", "en"),
+        ]
+        if self.capabilities.supported:
+            fields.append(("Supported", ", ".join(self.capabilities.supported)))
+        if self.capabilities.allow_events:
+            fields.append(("Allow-Events", ", ".join(self.capabilities.allow_events)))
+        return fields
+
+    def _respond(self, event, status, reason=None, fields=(), body=b""):
+        response = self.stack.respond(event.transaction, status, reason, fields, body)
+        self._log_transaction(event.request, event.source, response)
+        return response
+
+    def _log_transaction(self, request, source, response):
+        log.info("%s %s from %s -> %d %s (Call-ID %s)", request.method, request.uri_text,
+                 _peer(source), response.status, response.reason, request.call_id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent to %s:\n%s", _peer(source), _printable(response))
+
+    # -- devices -------------------------------------------------------------------------
+
+    def _device_changed_threadsafe(self, device, event):
+        """gpiozero calls this on its own thread: hop onto the loop."""
+        self.loop.call_soon_threadsafe(self._device_changed, device, event)
+
+    def _device_changed(self, device, event):
+        log.info("%s (%s): %s", device.name, device.type, event)
+
+    def simulate(self, name, state):
+        if not self.config.agent.simulate:
+            raise ValueError("the agent runs on real pins; `sim` needs simulate = true")
+        device = self.devices.get(name)
+        if device is None:
+            raise ValueError("no device %r; devices: %s" % (name, ", ".join(self.devices)))
+        device.simulate(state)
+        return device.status()
+
+    def status(self):
+        """The agent as `appliance status --json` shows it."""
+        return {
+            "agent": {
+                "name": self.config.agent.name,
+                "version": __version__,
+                "uptime": round(self.loop.time() - self.started, 1) if self.started else 0,
+                "listen": ["%s:%s:%d" % bound for bound in self.stack.bound],
+                "simulate": self.config.agent.simulate,
+            },
+            "devices": {
+                name: dict(device.status(), uri=self.device_uri(name))
+                for name, device in self.devices.items()
+            },
+            "registrations": [],
+            "nat": None,
+            "subscriptions": [],
+            "calls": [],
+            "mqtt": None,
+            "sip": dict(
+                self.counters,
+                transactions=len(self.stack.endpoint.server_transactions)
+                + len(self.stack.endpoint.client_transactions),
+            ),
+        }
+
+
+def _peer(source):
+    if source is None:
+        return "?"
+    transport, host, port = source[0], source[1], source[2]
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s:%s:%d" % (transport, host, port)
+
+
+def _describe(data):
+    return "%d bytes" % len(data) if data else "message"
+
+
+def _printable(message):
+    """A message for the debug log, with credentials masked."""
+    lines = bytes(message).decode("utf-8", "replace").split("\r\n")
+    out = []
+    for line in lines:
+        name = line.partition(":")[0].strip().lower()
+        if name in ("authorization", "proxy-authorization"):
+            line = line.partition(":")[0] + ": ********"
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,253 @@
+"""The `appliance` command."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from . import __version__, config as config_module
+from .control import ControlError, ControlServer, request as control_request
+from .errors import ApplianceError
+
+log = logging.getLogger("appliance")
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except config_module.ConfigError as error:
+        where = " in %s" % error.path if error.path else ""
+        print("configuration error%s:" % where, file=sys.stderr)
+        for problem in error.problems:
+            print("  " + problem, file=sys.stderr)
+        return 2
+    except ApplianceError as error:
+        print("appliance: %s" % error, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="A home's doors, lights, doorbell and intercom as SIP URIs.",
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the agent (the demo home without -c)")
+    run.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
+    run.add_argument("--simulate", action="store_true", default=None,
+                     help="simulated pins (gpiozero MockFactory) and null audio")
+    run.add_argument("--listen", action="append", metavar="SPEC",
+                     help="udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable)")
+    run.add_argument("--control", metavar="PATH", help="control socket path")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="log every SIP message (DEBUG)")
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check", help="validate a configuration file")
+    check.add_argument("-c", "--config", metavar="FILE", required=True)
+    check.set_defaults(func=cmd_check)
+
+    status = commands.add_parser("status", help="show a running agent's state")
+    status.add_argument("--control", metavar="PATH")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(func=cmd_status)
+
+    sim = commands.add_parser("sim", help="drive a simulated input of a running agent")
+    sim.add_argument("device", metavar="DEVICE")
+    sim.add_argument("state", metavar="STATE", help="e.g. open, closed, press")
+    sim.add_argument("--control", metavar="PATH")
+    sim.set_defaults(func=cmd_sim)
+
+    options = commands.add_parser("options", help="SIP ping: send OPTIONS to a URI")
+    options.add_argument("uri", metavar="URI")
+    _client_arguments(options)
+    options.set_defaults(func=cmd_options)
+    return parser
+
+
+def _client_arguments(parser):
+    parser.add_argument("--from", dest="from_uri", metavar="URI",
+                        help="From URI (default sip:appliance@<local address>)")
+    parser.add_argument("--proxy", metavar="URI", help="send via this proxy")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="seconds to wait for a final response (default 5)")
+    parser.add_argument("--listen", action="append", metavar="SPEC",
+                        help="local address to send from, e.g. udp:0.0.0.0:5070")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the whole response")
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _run_overrides(args):
+    overrides = {}
+    if args.simulate:
+        overrides["agent.simulate"] = True
+    if args.listen:
+        overrides["agent.listen"] = list(args.listen)
+    if args.control:
+        overrides["agent.control"] = args.control
+    return overrides
+
+
+def cmd_run(args):
+    overrides = _run_overrides(args)
+    if args.config:
+        config = config_module.load(args.config, overrides=overrides)
+    else:
+        config = config_module.demo_config(overrides=overrides)
+    _setup_logging(logging.DEBUG if args.verbose else config.agent.log_level)
+    return asyncio.run(_run(config, demo=not args.config))
+
+
+def _setup_logging(level):
+    if isinstance(level, str):
+        level = getattr(logging, level.upper(), logging.INFO)
+    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not under_systemd:
+        fmt = "%(asctime)s " + fmt  # journald stamps lines itself
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+async def _run(config, demo):
+    from .agent import Agent
+
+    agent = Agent(config)
+    control = ControlServer(agent, config.agent.control)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await agent.start()
+    except OSError as error:
+        raise ApplianceError(
+            "cannot listen on %s: %s; pick another with --listen, e.g. udp:0.0.0.0:5070"
+            % (", ".join(str(s) for s in config.agent.listen), error.strerror or error)
+        )
+    try:
+        await control.start()
+        _print_banner(agent, config, demo)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await control.close()
+        await agent.close()
+    return 0
+
+
+def _print_banner(agent, config, demo):
+    lines = ["sip-appliance %s: %s" % (__version__, "demo home, simulated pins" if demo
+                                       else config.agent.name)]
+    for spec in agent.stack.bound:
+        lines.append("  listening on %s:%s:%d" % spec)
+    for name, device in agent.devices.items():
+        lines.append("  %-10s %-9s %s" % (name, device.type, agent.device_uri(name)))
+    if demo:
+        user = config.users[0]
+        lines.append("  user %s, password %s (demo only)" % (user.name, user.password.reveal()))
+    lines.append("  control socket %s" % config.agent.control)
+    print("\n".join(lines), flush=True)
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+def cmd_check(args):
+    config = config_module.load(args.config)
+    print("%s: OK (%d devices, %d users)" % (args.config, len(config.devices),
+                                             len(config.users)))
+    return 0
+
+
+# -- status and sim --------------------------------------------------------------------------
+
+
+def _control_path(args):
+    return args.control or os.environ.get("SIP_APPLIANCE_AGENT_CONTROL") \
+        or config_module.default_control_path()
+
+
+def cmd_status(args):
+    reply = asyncio.run(control_request(_control_path(args), {"command": "status"}))
+    status = reply["status"]
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    agent = status["agent"]
+    print("%s %s, up %ss, listening on %s" % (agent["name"], agent["version"],
+                                             agent["uptime"], ", ".join(agent["listen"])))
+    print("devices:")
+    for name, device in status["devices"].items():
+        extra = ""
+        if "brightness" in device:
+            extra = " brightness %d%%" % device["brightness"]
+        print("  %-10s %-9s %-7s%s  %s" % (name, device["type"], device["state"], extra,
+                                           device["uri"]))
+    print("registrations: %s" % (len(status["registrations"]) or "none"))
+    print("NAT: %s" % (status["nat"] or "not configured"))
+    print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
+                                            len(status["calls"])))
+    print("MQTT: %s" % (status["mqtt"] or "not configured"))
+    sip = status["sip"]
+    print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
+          % (sip["requests"], sip["rejected"], sip["dropped"], sip["transactions"]))
+    return 0
+
+
+def cmd_sim(args):
+    try:
+        reply = asyncio.run(control_request(
+            _control_path(args), {"command": "sim", "device": args.device, "state": args.state}
+        ))
+    except ControlError as error:
+        print("appliance sim: %s" % error, file=sys.stderr)
+        return 1
+    print("%s: %s" % (args.device, reply["device"]["state"]))
+    return 0
+
+
+# -- client commands ---------------------------------------------------------------------------
+
+
+def cmd_options(args):
+    from .client import options
+
+    listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
+    result = asyncio.run(options(args.uri, from_uri=args.from_uri, proxy=args.proxy,
+                                 timeout=args.timeout, listen=listen))
+    return _print_result(result, args.verbose)
+
+
+def _print_result(result, verbose):
+    response = result.response
+    if response is None:
+        print(result.error, file=sys.stderr)
+        return 1
+    if verbose:
+        print(bytes(response).decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", "\n"))
+    else:
+        print(response.start_line())
+        for name in ("Allow", "Accept", "Supported", "Allow-Events", "Server"):
+            value = response.get(name)
+            if value:
+                print("%s: %s" % (name, value))
+    return 0 if 200 <= response.status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""One-shot SIP client requests for the command line (`appliance options URI`, ...)."""
+
+import asyncio
+import socket
+
+from .agent import USER_AGENT
+from .net.stack import SipStack
+from .sip.errors import ParseError
+from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
+from .sip.message import Request
+from .sip.uri import parse_uri
+from .errors import ApplianceError
+
+
+class ClientError(ApplianceError):
+    """A client command could not start (bad URI, name that does not resolve)."""
+
+
+class Result:
+    """The final response, or why there is none."""
+
+    def __init__(self, response=None, error=None):
+        self.response = response
+        self.error = error
+
+
+def _target(uri_text, what):
+    try:
+        uri = parse_uri(uri_text)
+    except ParseError as error:
+        raise ClientError("%s %r is not a SIP URI: %s" % (what, uri_text, error.reason))
+    if uri.scheme == "tel":
+        raise ClientError("%s %r: a tel: URI needs a --proxy to route it" % (what, uri_text))
+    return uri
+
+
+async def resolve(uri):
+    """(transport, address, port) to send to for a SIP URI.
+
+    Uses the URI's transport parameter and port, else UDP and 5060 (sips: TLS and 5061).
+    RFC 3263 NAPTR/SRV selection arrives with proxy support.
+    """
+    transport = (uri.param("transport") or ("tls" if uri.secure else "udp")).lower()
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    host = uri.param("maddr") or uri.host
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as error:
+        raise ClientError("cannot resolve %s: %s" % (host, error.strerror))
+    address = infos[0][4][0]
+    return transport, address, port
+
+
+async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, listen=(),
+                    fields=(), body=b""):
+    """Send one request outside a dialog and wait for its final response."""
+    target = _target(uri_text, "URI")
+    next_hop = _target(proxy, "proxy") if proxy else target
+    transport, address, port = await resolve(next_hop)
+    family_any = "::" if ":" in address else "0.0.0.0"
+    if listen:
+        specs = [(s.transport, s.host, s.port) for s in listen]
+    else:
+        specs = [("udp", family_any, 0), ("tcp", family_any, 0)]
+    done = asyncio.get_running_loop().create_future()
+
+    def on_event(event):
+        if done.done():
+            return
+        if isinstance(event, ResponseReceived) and event.response.status >= 200:
+            done.set_result(Result(event.response))
+        elif isinstance(event, TransactionTimedOut):
+            done.set_result(Result(error="no response from %s (timed out)" % uri_text))
+        elif isinstance(event, TransportFailed):
+            done.set_result(Result(error="cannot reach %s over %s" % (uri_text, transport)))
+
+    stack = SipStack(specs, on_event)
+    await stack.start()
+    try:
+        endpoint = stack.endpoint
+        local_host, local_port = endpoint.local.get(transport, endpoint.local["udp"])
+        if address in ("127.0.0.1", "::1"):
+            local_host = "[::1]" if address == "::1" else "127.0.0.1"
+            endpoint.local = {t: (local_host, p) for t, (_, p) in endpoint.local.items()}
+        sender = from_uri or "sip:appliance@%s" % local_host
+        request_fields = [
+            ["Max-Forwards", "70"],
+            ["From", "<%s>;tag=%s" % (sender, endpoint.new_tag())],
+            ["To", "<%s>" % target],
+            ["Call-ID", endpoint.new_call_id()],
+            ["CSeq", "1 %s" % method],
+            ["User-Agent", USER_AGENT],
+        ]
+        if proxy:
+            request_fields.insert(0, ["Route", "<%s;lr>" % next_hop])
+        request_fields.extend([name, value] for name, value in fields)
+        request_fields.append(["Content-Length", str(len(body))])
+        request = Request(method, target, request_fields, body)
+        stack.send_request(request, (transport, address, port))
+        try:
+            return await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            return Result(error="no final response from %s within %gs" % (uri_text, timeout))
+    finally:
+        await stack.close()
+
+
+async def options(uri_text, **kwargs):
+    return await send_once(
+        "OPTIONS", uri_text, fields=[("Accept", "application/sdp")], **kwargs
+    )

@@ -1,0 +1,132 @@
+"""The local control socket: newline-delimited JSON over a UNIX socket.
+
+One request per line, one reply per line:
+
+    {"command": "status"}                                  -> {"ok": true, "status": {...}}
+    {"command": "sim", "device": "frontdoor", "state": "open"} -> {"ok": true, "device": {...}}
+
+A reply with "ok": false carries "error". The socket is created mode 0600 in a directory
+of its own: it is as private as the agent's user.
+"""
+
+import asyncio
+import json
+import logging
+import os
+
+from .errors import ApplianceError
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 65536
+
+
+class ControlError(ApplianceError):
+    """The control socket cannot be reached or answered with an error."""
+
+
+class ControlServer:
+    def __init__(self, agent, path):
+        self.agent = agent
+        self.path = path
+        self.server = None
+
+    async def start(self):
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        if os.path.exists(self.path):
+            if await _answers(self.path):
+                raise ControlError(
+                    "another agent is running with control socket %s; stop it or pass "
+                    "--control PATH" % self.path
+                )
+            os.unlink(self.path)  # left over from an agent that did not stop cleanly
+        old_umask = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(
+                self._serve, self.path, limit=MAX_LINE
+            )
+        finally:
+            os.umask(old_umask)
+
+    async def close(self):
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    async def _serve(self, reader, writer):
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await _reply(writer, {"ok": False, "error": "request line too long"})
+                    break
+                if not line:
+                    break
+                await _reply(writer, self.handle(line))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def handle(self, line):
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
+        except ValueError as error:
+            return {"ok": False, "error": "bad request: %s" % error}
+        command = request.get("command")
+        try:
+            if command == "status":
+                return {"ok": True, "status": self.agent.status()}
+            if command == "sim":
+                device = self.agent.simulate(str(request.get("device")),
+                                             str(request.get("state")))
+                return {"ok": True, "device": device}
+        except (ValueError, ApplianceError) as error:
+            return {"ok": False, "error": str(error)}
+        return {"ok": False, "error": "unknown command %r; commands: status, sim" % command}
+
+
+async def _reply(writer, obj):
+    writer.write(json.dumps(obj).encode() + b"\n")
+    await writer.drain()
+
+
+async def _answers(path):
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def request(path, obj, timeout=5.0):
+    """Send one request to a running agent and return its reply (ControlError if none)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    except (OSError, asyncio.TimeoutError) as error:
+        raise ControlError(
+            "cannot reach the agent at %s (%s); is `appliance run` running? Pass --control "
+            "PATH if it uses another socket" % (path, getattr(error, "strerror", None) or error)
+        )
+    try:
+        writer.write(json.dumps(obj).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    finally:
+        writer.close()
+    if not line:
+        raise ControlError("the agent closed the control connection without answering")
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        raise ControlError(reply.get("error", "the agent refused the request"))
+    return reply

@@ -1,0 +1,34 @@
+"""What every device has: a name, a type, a state, and a listener for changes."""
+
+from ..errors import ApplianceError
+
+
+class DeviceError(ApplianceError):
+    """A device cannot do what was asked (unknown simulated state, no such input)."""
+
+
+class Device:
+    type = "device"
+
+    def __init__(self, name):
+        self.name = name
+        self.on_change = None  # called as on_change(device, event) on gpiozero's thread
+
+    @property
+    def state(self):
+        raise NotImplementedError
+
+    def status(self):
+        """The device as `appliance status --json` shows it."""
+        return {"type": self.type, "state": self.state}
+
+    def simulate(self, state):
+        """Drive a simulated input (`appliance sim NAME STATE`)."""
+        raise DeviceError("%s (%s) has no input to simulate" % (self.name, self.type))
+
+    def _changed(self, event):
+        if self.on_change is not None:
+            self.on_change(self, event)
+
+    def close(self):
+        pass

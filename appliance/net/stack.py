@@ -1,0 +1,187 @@
+"""The asyncio side of the SIP core: sockets in, sockets out, one timer.
+
+`SipStack` owns a core `Endpoint`, the UDP and TCP listeners of its listen specs and the
+outgoing TCP connections. Bytes that arrive go to the endpoint with the loop's clock in
+milliseconds; what the endpoint wants sent is sent; its events go to one handler; its
+next deadline re-arms a single timer. No SIP logic lives here (STYLE.md: adapters stay
+thin).
+"""
+
+import asyncio
+import logging
+import os
+import socket
+
+from ..sip.endpoint import Capabilities, Endpoint
+from ..sip.transaction import TimerValues
+from .tcp import TcpConnections
+from .udp import UdpListener
+
+log = logging.getLogger(__name__)
+
+
+def random_token(length):
+    """A random string of `length` hex digits, from the OS's strong source."""
+    return os.urandom((length + 1) // 2).hex()[:length]
+
+
+class SipStack:
+    """Moves bytes between sockets and a core Endpoint.
+
+    `handler(event)` is called on the loop for every core event. `listen` is a sequence of
+    (transport, host, port); port 0 picks a free port (see `bound`).
+    """
+
+    def __init__(self, listen, handler, capabilities=None, timers=None, user_agent=None,
+                 advertise=None):
+        self.listen = list(listen)
+        self.handler = handler
+        self.advertise = advertise
+        self.endpoint = Endpoint(
+            {}, random_token, capabilities or Capabilities(), timers or TimerValues(),
+            user_agent,
+        )
+        self.bound = []  # (transport, host, port) actually listening
+        self._udp = []
+        self._tcp = TcpConnections(self)
+        self._timer = None
+        self._timer_deadline = None
+        self._loop = None
+        self._flushing = False
+
+    def now(self):
+        return int(self._loop.time() * 1000)
+
+    async def start(self):
+        """Bind every listen spec; UDP and TCP of one spec with port 0 share one port."""
+        self._loop = asyncio.get_running_loop()
+        chosen = {}
+        for transport, host, port in self.listen:
+            if port == 0 and host in chosen:
+                port = chosen[host]
+            if transport == "udp":
+                listener = await UdpListener.open(self, host, port)
+                self._udp.append(listener)
+                port = listener.port
+            elif transport == "tcp":
+                port = await self._tcp.listen(host, port)
+            else:
+                raise ValueError("transport %r is not available yet" % transport)
+            chosen[host] = port
+            self.bound.append((transport, host, port))
+            local_host = self.advertise or _advertised_host(host)
+            self.endpoint.local.setdefault(transport, (local_host, port))
+            log.debug("listening on %s:%s:%d", transport, host, port)
+
+    async def close(self):
+        if self._timer is not None:
+            self._timer.cancel()
+        for listener in self._udp:
+            listener.close()
+        await self._tcp.close()
+
+    # -- in ------------------------------------------------------------------------------
+
+    def receive(self, data, transport, source):
+        self.endpoint.receive(data, transport, source, self.now())
+        self.flush()
+
+    def connection_lost(self, transport, host, port):
+        """A stream connection closed: transactions bound to it fail."""
+        self.endpoint.transport_error(transport, host, port, self.now())
+        self.flush()
+
+    # -- out -----------------------------------------------------------------------------
+
+    def send_request(self, request, destination):
+        transaction = self.endpoint.send_request(request, destination, self.now())
+        self.flush()
+        return transaction
+
+    def respond(self, transaction, status, reason=None, fields=(), body=b"", to_tag=None):
+        response = self.endpoint.respond(
+            transaction, status, reason, fields, body, to_tag, self.now()
+        )
+        self.flush()
+        return response
+
+    def flush(self):
+        """Send what the endpoint queued, hand out its events, re-arm the timer."""
+        if self._flushing:
+            return  # a handler called back in; the outer loop picks the rest up
+        self._flushing = True
+        endpoint = self.endpoint
+        try:
+            while True:
+                datagrams = endpoint.datagrams_to_send()
+                for datagram in datagrams:
+                    self._send(datagram)
+                event = endpoint.next_event()
+                if event is None and not datagrams:
+                    break
+                if event is not None:
+                    try:
+                        self.handler(event)
+                    except Exception:
+                        log.exception("event handler failed on %r", event)
+        finally:
+            self._flushing = False
+        self._arm_timer()
+
+    def _send(self, datagram):
+        if datagram.transport == "udp":
+            listener = self._udp_for(datagram.host)
+            if listener is None:
+                log.warning("no UDP socket for %s", datagram.host)
+                return
+            listener.send(datagram.data, datagram.host, datagram.port)
+        elif datagram.transport == "tcp":
+            self._tcp.send(datagram)
+        else:
+            log.warning("cannot send over %s", datagram.transport)
+
+    def _udp_for(self, host):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for listener in self._udp:
+            if listener.family == family:
+                return listener
+        return self._udp[0] if self._udp else None
+
+    def _arm_timer(self):
+        deadline = self.endpoint.get_timer()
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline / 1000.0, self._on_timer)
+
+    def _on_timer(self):
+        self._timer = None
+        self._timer_deadline = None
+        self.endpoint.handle_timer(self.now())
+        self.flush()
+
+
+def _advertised_host(host):
+    """The address to put in Via and Contact for a listener on `host`."""
+    if host in ("0.0.0.0", ""):
+        return _primary_address(socket.AF_INET) or "127.0.0.1"
+    if host == "::":
+        return "[%s]" % (_primary_address(socket.AF_INET6) or "::1")
+    if ":" in host and not host.startswith("["):
+        return "[%s]" % host
+    return host
+
+
+def _primary_address(family):
+    """The address of the interface the default route uses (no packet is sent)."""
+    probe = "192.0.2.1" if family == socket.AF_INET else "2001:db8::1"
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            return sock.getsockname()[0]
+    except OSError:
+        return None

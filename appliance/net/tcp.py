@@ -1,0 +1,138 @@
+"""TCP for SIP: one listener per address, connections reused per peer and closed when idle.
+
+Each connection frames messages with the core's `StreamParser`; a peer that sends bytes
+that cannot be framed is disconnected, the rest carry on.
+"""
+
+import asyncio
+import logging
+import socket
+
+from ..sip.errors import ParseError
+from ..sip.message import StreamParser
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 60.0  # seconds without traffic before a connection is closed
+MAX_MESSAGE = 65536
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, owner):
+        self.owner = owner
+        self.transport = None
+        self.peer = None
+        self.parser = StreamParser(MAX_MESSAGE)
+        self.last_used = 0.0
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        self.touch()
+        self.owner.connections[self.peer] = self
+        if not self.ready.done():
+            self.ready.set_result(self)
+
+    def touch(self):
+        self.last_used = asyncio.get_running_loop().time()
+
+    def data_received(self, data):
+        self.touch()
+        try:
+            items = self.parser.feed(data)
+        except ParseError as error:
+            log.info("closing TCP connection from %s:%d: %s", self.peer[0], self.peer[1],
+                     error.reason)
+            self.transport.close()
+            return
+        for item in items:
+            if item == StreamParser.PING:
+                self.transport.write(b"\r\n")  # RFC 5626 pong
+            elif item != StreamParser.PONG:
+                self.owner.stack.receive(item, "tcp", self.peer)
+
+    def connection_lost(self, exc):
+        if self.peer is not None and self.owner.connections.get(self.peer) is self:
+            del self.owner.connections[self.peer]
+            self.owner.stack.connection_lost("tcp", self.peer[0], self.peer[1])
+        if not self.ready.done():
+            self.ready.set_exception(exc or ConnectionError("closed"))
+
+    def send(self, data):
+        self.touch()
+        self.transport.write(data)
+
+
+class TcpConnections:
+    def __init__(self, stack):
+        self.stack = stack
+        self.connections = {}
+        self.servers = []
+        self._sweeper = None
+        self._pending = {}
+
+    async def listen(self, host, port):
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: TcpConnection(self), host.strip("[]"), port, reuse_address=True,
+        )
+        self.servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(IDLE_TIMEOUT / 2, self._sweep)
+        return server.sockets[0].getsockname()[1]
+
+    def send(self, datagram):
+        key = (datagram.host.strip("[]"), datagram.port)
+        connection = self.connections.get(key)
+        if connection is not None:
+            connection.send(datagram.data)
+            return
+        if datagram.alternative is not None:
+            # The connection a request came on is gone: open one to the Via's sent-by.
+            key = (datagram.alternative[0].strip("[]"), datagram.alternative[1])
+            connection = self.connections.get(key)
+            if connection is not None:
+                connection.send(datagram.data)
+                return
+        queue = self._pending.get(key)
+        if queue is not None:
+            queue.append(datagram.data)
+            return
+        self._pending[key] = [datagram.data]
+        asyncio.get_running_loop().create_task(self._connect(key, datagram))
+
+    async def _connect(self, key, datagram):
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(lambda: TcpConnection(self), key[0], key[1]), 10.0
+            )
+        except (OSError, asyncio.TimeoutError) as error:
+            self._pending.pop(key, None)
+            log.info("TCP connection to %s:%d failed: %s", key[0], key[1], error)
+            self.stack.connection_lost("tcp", datagram.host, datagram.port)
+            return
+        for data in self._pending.pop(key, []):
+            connection.send(data)
+
+    def _sweep(self):
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in list(self.connections.values()):
+            if now - connection.last_used > IDLE_TIMEOUT:
+                connection.transport.close()
+        self._sweeper = loop.call_later(IDLE_TIMEOUT / 2, self._sweep)
+
+    async def close(self):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for connection in list(self.connections.values()):
+            connection.transport.close()
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()

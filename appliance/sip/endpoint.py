@@ -1,0 +1,432 @@
+"""The SIP endpoint: transport-independent message handling, the transaction layer and the
+UAS checks of RFC 3261 section 8.2, as a sans-I/O state machine.
+
+    endpoint.receive(data, "udp", ("192.0.2.7", 5060), now)
+    for datagram in endpoint.datagrams_to_send(): ...send it...
+    while (event := endpoint.next_event()) is not None: ...act...
+    endpoint.get_timer()   # the next deadline (ms) or None; then endpoint.handle_timer(now)
+
+Addresses are (transport, host, port) with transport "udp", "tcp" or "tls". For a stream
+transport, (host, port) is the peer's end of the connection the bytes came on, so a
+response sent to it goes back over that connection (RFC 3261 section 18.2.2).
+"""
+
+import heapq
+
+from .dialog import dialog_id_for_request
+from .errors import ParseError
+from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRejected
+from .message import Request, Response, make_response, parse_message
+from .transaction import (
+    COMPLETED,
+    INVITE_SERVER,
+    PROCEEDING,
+    ClientTransaction,
+    ServerTransaction,
+    TimerValues,
+)
+from .uas import check_request
+
+MAGIC_COOKIE = "z9hG4bK"
+RELIABLE = ("tcp", "tls", "ws", "wss")
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+# RFC 3261 section 18.1.1: a request within 200 bytes of the path MTU goes over TCP.
+UDP_SIZE_LIMIT = 1300
+
+
+class Datagram:
+    """Bytes to send. `alternative` is where to send a response if the connection at
+    (host, port) is gone: the Via's received address and sent-by port."""
+
+    __slots__ = ("data", "transport", "host", "port", "alternative")
+
+    def __init__(self, data, transport, host, port, alternative=None):
+        self.data = data
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.alternative = alternative
+
+    def __repr__(self):
+        return "<Datagram %s:%s:%s %d bytes>" % (
+            self.transport, self.host, self.port, len(self.data),
+        )
+
+
+class Capabilities:
+    """What this UAS implements, for the checks of RFC 3261 section 8.2 and OPTIONS.
+
+    `allow`: methods; `accept`: body media types; `supported`: option tags;
+    `known`: methods this UA recognises (a recognised one outside `allow` gets 405, any
+    other 501, both with Allow).
+    """
+
+    __slots__ = ("allow", "accept", "supported", "allow_events")
+
+    def __init__(self, allow=("OPTIONS",), accept=("application/sdp",), supported=(),
+                 allow_events=()):
+        self.allow = tuple(allow)
+        self.accept = tuple(accept)
+        self.supported = tuple(supported)
+        self.allow_events = tuple(allow_events)
+
+
+class Endpoint:
+    """One SIP endpoint: any number of local transports, transactions and dialogs.
+
+    `local` maps a transport name to the (host, port) put in Via for requests sent over
+    it. `token` returns a fresh random string of hex digits of the length asked for (it
+    provides branches, tags and Call-IDs: pass a strong source). `timers` holds T1, T2, T4.
+    """
+
+    def __init__(self, local, token, capabilities=None, timers=None, user_agent=None):
+        self.local = dict(local)
+        self.token = token
+        self.capabilities = capabilities if capabilities is not None else Capabilities()
+        self.timers = timers if timers is not None else TimerValues()
+        self.user_agent = user_agent
+        self.server_transactions = {}
+        self.client_transactions = {}
+        self.dialogs = {}
+        # (Call-ID, From tag, CSeq) of requests outside a dialog still in a transaction:
+        # a second copy by another path is a merged request (section 8.2.2.2).
+        self._merge_keys = {}
+        self._timers = []
+        self._timer_seq = 0
+        self._events = []
+        self._event_pos = 0
+        self._out = []
+
+    # -- identifiers -------------------------------------------------------------------
+
+    def new_branch(self):
+        return MAGIC_COOKIE + self.token(16)
+
+    def new_tag(self):
+        return self.token(12)
+
+    def new_call_id(self):
+        return self.token(24)
+
+    # -- the outside world in ----------------------------------------------------------
+
+    def receive(self, data, transport, source, now):
+        """Take the bytes of one message (a datagram, or one framed from a stream)."""
+        try:
+            message = parse_message(data, transport in RELIABLE)
+        except ParseError as error:
+            if error.message is not None and isinstance(error.message, Request):
+                self._reject_malformed(error.message, error, transport, source, now)
+            else:
+                self._emit(MessageDropped(error.reason, (transport,) + tuple(source), data))
+            return
+        if isinstance(message, Response):
+            self._receive_response(message, transport, source, now)
+        else:
+            self._receive_request(message, transport, source, now)
+
+    def _receive_request(self, request, transport, source, now):
+        try:
+            via = request.top_via()
+            self._stamp_via(request, via, source)
+            key = self._server_key(request, via)
+        except ParseError as error:
+            self._reject_malformed(request, error, transport, source, now)
+            return
+        transaction = self.server_transactions.get(key)
+        if transaction is not None:
+            transaction.receive_retransmission(request, now)
+            return
+        method = request.method
+        if method == "ACK":
+            self._receive_ack(request, transport, source)
+            return
+        if method == "CANCEL":
+            # A CANCEL matches the INVITE transaction with its branch (section 9.2).
+            invite = self.server_transactions.get(key[:-1] + ("INVITE",))
+        destination = self._response_destination(via, transport, source)
+        transaction = ServerTransaction(
+            self, request, key, (transport,) + tuple(source), destination,
+            transport in RELIABLE,
+        )
+        self.server_transactions[key] = transaction
+        transaction.start(now)
+        problem = check_request(request, self.capabilities)
+        if problem is None:
+            problem = self._check_merged(request, transaction)
+        if problem is not None:
+            self._reject(transaction, problem[0], problem[1], problem[2], now)
+            return
+        if method == "CANCEL":
+            self._receive_cancel(transaction, invite, now)
+            return
+        dialog = None
+        if request.to.tag is not None:
+            dialog = self.dialogs.get(dialog_id_for_request(request))
+            if dialog is None:
+                self._reject(transaction, 481, None, (), now)
+                return
+            if not dialog.receive_request(request):
+                self._reject(transaction, 500, "CSeq Out of Order", (), now)
+                return
+        self._emit(RequestReceived(request, transaction, (transport,) + tuple(source), dialog))
+
+    def _receive_ack(self, request, transport, source):
+        """An ACK that matched no transaction acknowledges a 2xx: it belongs to a dialog."""
+        try:
+            dialog = self.dialogs.get(dialog_id_for_request(request))
+        except ParseError as error:
+            self._emit(MessageDropped(error.reason, (transport,) + tuple(source), None))
+            return
+        if dialog is None:
+            self._emit(MessageDropped("ACK outside any dialog", (transport,) + tuple(source),
+                                      None))
+            return
+        self._emit(RequestReceived(request, None, (transport,) + tuple(source), dialog))
+
+    def _receive_cancel(self, transaction, invite, now):
+        if invite is None or invite.state != PROCEEDING:
+            self._reject(transaction, 481, None, (), now)
+            return
+        self.respond(transaction, 200, now=now)
+        if invite.last_response is None or invite.state == PROCEEDING:
+            tag = invite.to_tag or self.new_tag()
+            self.respond(invite, 487, now=now, to_tag=tag)
+        self._emit(RequestCancelled(invite.request, invite))
+
+    def _receive_response(self, response, transport, source, now):
+        try:
+            via = response.top_via()
+            key = (via.branch, response.cseq.method)
+        except ParseError as error:
+            self._emit(MessageDropped(error.reason, (transport,) + tuple(source), None))
+            return
+        transaction = self.client_transactions.get(key)
+        if transaction is None:
+            # A stray response (or a retransmitted 2xx to INVITE; that is issue of the
+            # dialog, which asks for those through `dialogs`).
+            self._emit(MessageDropped("response matches no transaction",
+                                      (transport,) + tuple(source), None))
+            return
+        transaction.receive_response(response, now)
+
+    def _stamp_via(self, request, via, source):
+        """Add received and fill rport on the top Via (section 18.2.1, RFC 3581)."""
+        host, port = source[0], source[1]
+        rport = via.rport
+        bare = host[1:-1] if via.host.startswith("[") else via.host
+        if bare == host and rport is None:
+            return
+        via.set_param("received", host)
+        if rport is not None:
+            via.set_param("rport", str(port))
+        for field in request.fields:
+            name = field[0].lower()
+            if name == "via" or name == "v":
+                value = field[1]
+                comma = value.find(",")
+                if comma >= 0 and ('"' in value or "<" in value):
+                    parts = value.split(",")  # Via values hold no quoted commas
+                    field[1] = str(via) + "," + ",".join(parts[1:])
+                elif comma >= 0:
+                    field[1] = str(via) + value[comma:]
+                else:
+                    field[1] = str(via)
+                break
+        request._index = None
+
+    def _server_key(self, request, via):
+        """Transaction key for a request (section 17.2.3, with the RFC 2543 fallback)."""
+        method = "INVITE" if request.method == "ACK" else request.method
+        branch = via.branch
+        if branch is not None and len(branch) > 7 and branch.startswith(MAGIC_COOKIE):
+            return (branch, via.sent_by().lower(), method)
+        cseq = request.cseq
+        return ("2543", request.call_id, request.from_.tag, cseq.number, request.uri_text,
+                str(via), method)
+
+    def _check_merged(self, request, transaction):
+        """A request outside a dialog arriving again by another path (section 8.2.2.2):
+        same From tag, Call-ID and CSeq as a live transaction, but not matching it."""
+        if request.method == "CANCEL" or request.to.tag is not None:
+            return None
+        merge_key = (request.call_id, request.from_.tag, request.get("cseq"))
+        if merge_key in self._merge_keys:
+            return (482, None, ())
+        self._merge_keys[merge_key] = transaction
+        return None
+
+    def _response_destination(self, via, transport, source):
+        """Where responses go (section 18.2.2, RFC 3581): the connection for a stream;
+        received/rport (else sent-by port) for a datagram; maddr when present."""
+        default_port = DEFAULT_PORTS.get(transport, 5060)
+        sent_port = via.port if via.port is not None else default_port
+        if transport in RELIABLE:
+            return (transport, source[0], source[1], (source[0], sent_port))
+        maddr = via.param("maddr")
+        if maddr:
+            return (transport, maddr, sent_port, None)
+        port = source[1] if via.rport is not None else sent_port
+        return (transport, source[0], port, None)
+
+    def add_dialog(self, dialog):
+        self.dialogs[dialog.id] = dialog
+
+    def remove_dialog(self, dialog):
+        self.dialogs.pop(dialog.id, None)
+
+    # -- answering -------------------------------------------------------------------
+
+    def respond(self, transaction, status, reason=None, fields=(), body=b"", to_tag=None,
+                now=0):
+        """Answer the request of a server transaction; returns the Response sent.
+
+        A final response to a request without a To tag gets `to_tag`, or a new tag.
+        """
+        if to_tag is None and status > 100:
+            to_tag = transaction.to_tag or self.new_tag()
+        transaction.to_tag = to_tag
+        if self.user_agent and status > 100:
+            fields = list(fields) + [("Server", self.user_agent)]
+        response = make_response(transaction.request, status, reason, to_tag, fields, body)
+        self.send_response(transaction, response, now)
+        return response
+
+    def send_response(self, transaction, response, now):
+        transaction.send_response(response, now)
+
+    def _reject(self, transaction, status, reason, fields, now):
+        fields = list(fields)
+        capabilities = self.capabilities
+        if status in (405, 501):
+            fields.append(("Allow", ", ".join(capabilities.allow)))
+        elif status == 415:
+            fields.append(("Accept", ", ".join(capabilities.accept)))
+            fields.append(("Accept-Encoding", "identity"))
+        response = self.respond(transaction, status, reason, fields, now=now)
+        self._emit(RequestRejected(transaction.request, response, transaction.source))
+
+    def _reject_malformed(self, request, error, transport, source, now):
+        """Answer a request that failed parsing, statelessly: no transaction is kept for
+        input this broken. Without any Via there is no response to build: drop it."""
+        if not request.has("via"):
+            self._emit(MessageDropped(error.reason + " (and no Via)",
+                                      (transport,) + tuple(source), None))
+            return
+        try:
+            destination = self._response_destination(request.top_via(), transport, source)
+        except ParseError:
+            destination = (transport, source[0], source[1], None)  # back where it came from
+        response = make_response(request, error.status, error.reason, self.new_tag())
+        self._transmit(bytes(response), *destination)
+        self._emit(RequestRejected(request, response, (transport,) + tuple(source)))
+
+    def _trying(self, request):
+        return make_response(request, 100)
+
+    # -- requests out ------------------------------------------------------------------
+
+    def send_request(self, request, destination, now, allow_upgrade=True):
+        """Send a request in a new client transaction; returns the transaction.
+
+        The top Via is written here (transport, sent-by, a new branch, rport), so the
+        caller leaves Via out. A request over 1300 bytes that would go over UDP goes over
+        TCP instead when `allow_upgrade` (section 18.1.1).
+        """
+        transport, host, port = destination
+        size = len(request.body) + 400 + sum(len(n) + len(v) + 4 for n, v in request.fields)
+        if transport == "udp" and allow_upgrade and size > UDP_SIZE_LIMIT \
+                and "tcp" in self.local:
+            transport = "tcp"
+        branch = self.new_branch()
+        local_host, local_port = self.local[transport]
+        via = "SIP/2.0/%s %s:%d;branch=%s;rport" % (
+            transport.upper(), local_host, local_port, branch,
+        )
+        request.remove("via")
+        request.add_first("Via", via)
+        if not request.has("content-length"):
+            request.add("Content-Length", len(request.body))
+        method = "INVITE" if request.method == "ACK" else request.method
+        if request.method == "ACK":
+            # An ACK for a 2xx is sent without a transaction (section 17.1.1.3).
+            self._transmit(bytes(request), transport, host, port)
+            return None
+        key = (branch, method)
+        transaction = ClientTransaction(
+            self, request, key, (transport, host, port), transport in RELIABLE,
+        )
+        self.client_transactions[key] = transaction
+        transaction.start(now)
+        return transaction
+
+    def transport_error(self, transport, host, port, now):
+        """The net layer could not deliver to (transport, host, port)."""
+        for transaction in list(self.client_transactions.values()):
+            if transaction.destination == (transport, host, port):
+                transaction.transport_error()
+        for transaction in list(self.server_transactions.values()):
+            destination = transaction.destination
+            if destination[0] == transport and destination[1] == host \
+                    and destination[2] == port and transaction.state != COMPLETED:
+                transaction.transport_error()
+
+    # -- the outside world out ---------------------------------------------------------
+
+    def datagrams_to_send(self):
+        out = self._out
+        self._out = []
+        return out
+
+    def next_event(self):
+        events = self._events
+        pos = self._event_pos
+        if pos >= len(events):
+            if events:
+                self._events = []
+                self._event_pos = 0
+            return None
+        self._event_pos = pos + 1
+        return events[pos]
+
+    def get_timer(self):
+        """The earliest deadline (ms) at which `handle_timer` must be called, or None."""
+        return self._timers[0][0] if self._timers else None
+
+    def handle_timer(self, now):
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, transaction, name = heapq.heappop(timers)
+            transaction.on_timer(name, now)
+
+    # -- used by transactions ----------------------------------------------------------
+
+    def _transmit(self, data, transport, host, port, alternative=None):
+        self._out.append(Datagram(data, transport, host, port, alternative))
+
+    def _schedule(self, deadline, transaction, name):
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, transaction, name))
+
+    def _emit(self, event):
+        self._events.append(event)
+
+    def _forget(self, transaction):
+        if isinstance(transaction, ServerTransaction):
+            if self.server_transactions.get(transaction.key) is transaction:
+                del self.server_transactions[transaction.key]
+            request = transaction.request
+            if request.method != "CANCEL" and transaction.machine is not INVITE_SERVER \
+                    or request.method == "INVITE":
+                self._drop_merge_key(transaction)
+        elif self.client_transactions.get(transaction.key) is transaction:
+            del self.client_transactions[transaction.key]
+
+    def _drop_merge_key(self, transaction):
+        request = transaction.request
+        try:
+            merge_key = (request.call_id, request.from_.tag, request.get("cseq"))
+        except ParseError:
+            return
+        if self._merge_keys.get(merge_key) is transaction:
+            del self._merge_keys[merge_key]

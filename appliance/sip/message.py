@@ -1,0 +1,437 @@
+"""SIP requests and responses: parsing, serialisation and responses built from requests
+(RFC 3261 sections 7, 8.2.6, 18.3, 20 and 25).
+
+`parse_message(data)` takes the bytes of one message; `bytes(message)` writes it back.
+Header values stay text as written (folded lines joined), so a message round-trips
+exactly and structure is parsed only for the headers someone asks for.
+"""
+
+from .errors import ParseError
+from .headers import (
+    header_key,
+    is_token,
+    parse_address,
+    parse_cseq,
+    parse_via,
+    split_list,
+)
+from .uri import parse_uri
+
+SIP_VERSION = "SIP/2.0"
+CRLF = "\r\n"
+
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    429: "Too Many Requests",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    603: "Decline",
+}
+
+# Headers copied from a request into every response to it (RFC 3261 section 8.2.6.2).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+class Message:
+    """Start line aside, requests and responses share headers and body."""
+
+    __slots__ = ("fields", "body", "_index")
+
+    def __init__(self, fields=None, body=b""):
+        # Each field is [name as written, value as written]; order is kept.
+        self.fields = fields if fields is not None else []
+        self.body = body
+        self._index = None
+
+    def _lookup(self):
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self.fields:
+                key = header_key(name)
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
+            self._index = index
+        return index
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, name, default=None):
+        """The first value of a header, as written (any name form: `Call-ID`, `i`)."""
+        values = self._lookup().get(header_key(name))
+        return values[0] if values else default
+
+    def get_all(self, name):
+        """Every value of a header, one per header line, as written."""
+        return list(self._lookup().get(header_key(name), ()))
+
+    def get_list(self, name):
+        """Every element of a comma-separated list header, across all its lines."""
+        out = []
+        for value in self._lookup().get(header_key(name), ()):
+            out.extend(split_list(value))
+        return out
+
+    def has(self, name):
+        return header_key(name) in self._lookup()
+
+    @property
+    def call_id(self):
+        return self.get("call-id")
+
+    @property
+    def cseq(self):
+        value = self.get("cseq")
+        if value is None:
+            raise ParseError("Missing CSeq")
+        return parse_cseq(value)
+
+    @property
+    def from_(self):
+        value = self.get("from")
+        if value is None:
+            raise ParseError("Missing From")
+        return parse_address(value)
+
+    @property
+    def to(self):
+        value = self.get("to")
+        if value is None:
+            raise ParseError("Missing To")
+        return parse_address(value)
+
+    def vias(self):
+        """All Via values, parsed, top first."""
+        return [parse_via(v) for v in self.get_list("via")]
+
+    def top_via(self):
+        values = self._lookup().get("via")
+        if not values:
+            raise ParseError("Missing Via")
+        first = values[0]
+        comma = first.find(",")
+        if comma >= 0:
+            first = split_list(first)[0]
+        return parse_via(first)
+
+    @property
+    def content_type(self):
+        """The media type in lower case without parameters, or None."""
+        value = self.get("content-type")
+        if value is None:
+            return None
+        return value.partition(";")[0].strip().lower()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, name, value):
+        self.fields.append([name, str(value)])
+        self._index = None
+
+    def add_first(self, name, value):
+        self.fields.insert(0, [name, str(value)])
+        self._index = None
+
+    def remove(self, name):
+        key = header_key(name)
+        self.fields = [f for f in self.fields if header_key(f[0]) != key]
+        self._index = None
+
+    def set(self, name, value):
+        """Replace every value of a header with one, keeping the first one's position."""
+        key = header_key(name)
+        fields = []
+        placed = False
+        for field in self.fields:
+            if header_key(field[0]) == key:
+                if not placed:
+                    fields.append([name, str(value)])
+                    placed = True
+            else:
+                fields.append(field)
+        if not placed:
+            fields.append([name, str(value)])
+        self.fields = fields
+        self._index = None
+
+    def start_line(self):
+        raise NotImplementedError
+
+    def __bytes__(self):
+        lines = [self.start_line()]
+        for name, value in self.fields:
+            lines.append(name + ": " + value)
+        lines.append("")
+        lines.append("")
+        return CRLF.join(lines).encode() + self.body
+
+    def to_bytes(self):
+        return self.__bytes__()
+
+
+class Request(Message):
+    __slots__ = ("method", "uri_text", "version", "_uri")
+
+    def __init__(self, method, uri, fields=None, body=b"", version=SIP_VERSION):
+        super().__init__(fields, body)
+        self.method = method
+        self.version = version
+        if isinstance(uri, str):
+            self.uri_text = uri
+            self._uri = None
+        else:
+            self.uri_text = str(uri)
+            self._uri = uri
+
+    @property
+    def uri(self):
+        """The Request-URI, parsed (ParseError, 416 for unknown schemes, if it is bad)."""
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    def start_line(self):
+        return "%s %s %s" % (self.method, self.uri_text, self.version)
+
+    def __repr__(self):
+        return "<Request %s %s>" % (self.method, self.uri_text)
+
+
+class Response(Message):
+    __slots__ = ("status", "reason", "version")
+
+    def __init__(self, status, reason=None, fields=None, body=b"", version=SIP_VERSION):
+        super().__init__(fields, body)
+        self.status = status
+        self.reason = reason if reason is not None else REASONS.get(status, "Unknown")
+        self.version = version
+
+    def start_line(self):
+        return "%s %d %s" % (self.version, self.status, self.reason)
+
+    def __repr__(self):
+        return "<Response %d %s>" % (self.status, self.reason)
+
+
+def _split_version(text):
+    """Return (major, minor) of `SIP/x.y`, or None when it is not a SIP version at all."""
+    if len(text) < 7 or text[:4].upper() != "SIP/":
+        return None
+    major, dot, minor = text[4:].partition(".")
+    if not dot or not major.isdigit() or not minor.isdigit():
+        return None
+    return int(major), int(minor)
+
+
+def _parse_start_line(line):
+    if line[:4].upper() == "SIP/":
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or _split_version(parts[0]) is None:
+            raise ParseError("Malformed status line")
+        status = parts[1]
+        if len(status) != 3 or not status.isdigit() or status[0] == "0":
+            raise ParseError("Malformed status code")
+        reason = parts[2] if len(parts) == 3 else ""
+        return Response(int(status), reason, version=parts[0])
+    method, sp, rest = line.partition(" ")
+    uri, sp2, version = rest.rpartition(" ")
+    if not sp or not sp2 or not is_token(method):
+        raise ParseError("Malformed request line")
+    if _split_version(version) is None:
+        raise ParseError("Malformed SIP version")
+    if not uri or " " in uri or "\t" in uri:
+        raise ParseError("Malformed Request-URI")
+    return Request(method, uri, version=version)
+
+
+def _parse_fields(lines):
+    fields = []
+    for line in lines:
+        if not line:
+            continue
+        first = line[0]
+        if first == " " or first == "\t":
+            if not fields:
+                raise ParseError("Continuation line before any header")
+            # Folding is LWS: the line break and leading white space become one space.
+            fields[-1][1] = (fields[-1][1] + " " + line.strip()).strip()
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not is_token(name):
+            raise ParseError("Malformed header line")
+        fields.append([name, value.strip(" \t")])
+    return fields
+
+
+def parse_message(data, stream=False):
+    """Parse the bytes of one SIP message.
+
+    Over a datagram transport (`stream=False`) a message without Content-Length takes the
+    rest of the datagram and bytes beyond Content-Length are discarded (RFC 3261 section
+    18.3). Raises ParseError; when the start line and headers were readable, the error's
+    `message` attribute holds the partial message so that a request can still be answered.
+    """
+    start = 0
+    while data[start : start + 2] == b"\r\n":
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        if data.endswith(b"\r\n"):
+            end = len(data) - 2  # headers end where the datagram ends: no empty line
+        else:
+            raise ParseError("Missing end of headers")
+    try:
+        head = data[start:end].decode()
+    except UnicodeError:
+        raise ParseError("Headers are not UTF-8")
+    lines = head.split(CRLF)
+    try:
+        message = _parse_start_line(lines[0])
+    except ParseError as error:
+        if lines[0][:4].upper() != "SIP/":
+            # Keep what can be read, so that a broken request line still gets its 400.
+            try:
+                fields = _parse_fields(lines[1:])
+            except ParseError:
+                raise error
+            error.message = Request(lines[0].partition(" ")[0], "", fields)
+        raise error
+    message.fields = _parse_fields(lines[1:])
+    body = data[end + 4 :]
+    length_text = message.get("content-length")
+    if length_text is not None:
+        length_text = length_text.strip()
+        if not length_text.isdigit():
+            error = ParseError("Malformed Content-Length")
+            error.message = message
+            raise error
+        length = int(length_text)
+        if length > len(body):
+            error = ParseError("Content-Length larger than the message body")
+            error.message = message
+            raise error
+        body = body[:length]
+    elif stream:
+        body = b""
+    message.body = body
+    return message
+
+
+def make_response(request, status, reason=None, to_tag=None, fields=None, body=b""):
+    """A response to `request` (RFC 3261 section 8.2.6): Via, From, To, Call-ID and CSeq
+    copied, a To tag added when given and the request had none, then `fields` and
+    Content-Length."""
+    out = []
+    for name, value in request.fields:
+        key = header_key(name)
+        if key in _COPIED:
+            if key == "to" and to_tag is not None and status != 100:
+                if "tag" not in value.lower() or parse_address(value).tag is None:
+                    value = value + ";tag=" + to_tag
+            out.append([name, value])
+        elif key == "timestamp" and status == 100:
+            out.append([name, value])
+    if fields:
+        for name, value in fields:
+            out.append([name, str(value)])
+    out.append(["Content-Length", str(len(body))])
+    return Response(status, reason, out, body)
+
+
+class StreamParser:
+    """Frames SIP messages out of a byte stream (TCP, TLS) by Content-Length.
+
+    `feed(data)` returns a list whose items are the bytes of each complete message,
+    or `PING` (a double CRLF, RFC 5626 keep-alive) or `PONG` (a single CRLF). Raises
+    ParseError when the stream cannot be framed (the connection should then be closed).
+    """
+
+    PING = "ping"
+    PONG = "pong"
+
+    def __init__(self, max_message=65536):
+        self.max_message = max_message
+        self._buffer = b""
+
+    def feed(self, data):
+        buffer = self._buffer + data
+        out = []
+        while buffer:
+            if buffer[0:1] in (b"\r", b"\n"):
+                if buffer.startswith(b"\r\n\r\n"):
+                    out.append(self.PING)
+                    buffer = buffer[4:]
+                    continue
+                if buffer == b"\r" or buffer == b"\r\n" or buffer == b"\r\n\r":
+                    break  # wait: it may still become a ping
+                if buffer.startswith(b"\r\n"):
+                    out.append(self.PONG)
+                    buffer = buffer[2:]
+                    continue
+                raise ParseError("Stray line break in stream")
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > self.max_message:
+                    raise ParseError("Headers too long")
+                break
+            length = _stream_content_length(buffer[:end])
+            total = end + 4 + length
+            if total > self.max_message:
+                raise ParseError("Message too large")
+            if len(buffer) < total:
+                break
+            out.append(buffer[:total])
+            buffer = buffer[total:]
+        self._buffer = buffer
+        return out
+
+
+def _stream_content_length(head):
+    """Content-Length from raw header bytes; on a stream it is mandatory (RFC 3261 18.3)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        name = name.strip().lower()
+        if colon and (name == b"content-length" or name == b"l"):
+            value = value.strip()
+            if not value.isdigit():
+                raise ParseError("Malformed Content-Length")
+            return int(value)
+    raise ParseError("Missing Content-Length on a stream")
