@@ -1,20 +1,22 @@
 """The agent's configuration: one schema drives the TOML file, the environment and the flags.
 
-Each key of the single-table sections ([agent], [proxy], [nat], [tls], [mqtt]) is looked up
+The schema is the dataclasses below: each field carries its type, default and the fix to print
+when it is missing (`_key`). Every key of [agent], [proxy], [nat], [tls] and [mqtt] is looked up
 in three layers, the later winning: the file, the environment (``SIP_APPLIANCE_AGENT_NAME``;
-lists comma-separated; an empty variable counts as unset) and the overrides the command line
-passes as dotted keys (``{"agent.simulate": True}``; None counts as unset). [[users]] and
-[[devices]] come from the file alone. Relative paths in the file are relative to its directory.
+lists comma-separated; an empty variable counts as unset) and the command line's overrides as
+dotted keys (``{"agent.simulate": True}``; None counts as unset). [[users]] and [[devices]] come
+from the file alone. Relative paths in a file are relative to its directory. Each password key
+has a ``*_file`` twin naming a file that holds it, read at load.
 
-Every problem is collected and reported at once in one `ConfigError`, each as
-``<key>: <what is wrong>; <the fix>``. Passwords are `Secret` objects, masked in repr(), str()
-and `Config.redacted()` (as Mopidy's ``config.types.Secret``).
+All problems are collected into one `ConfigError`, one ``<key>: <what is wrong>; <the fix>``
+each. Passwords are `Secret`s: masked in repr(), str() and `Config.redacted()`, as Mopidy does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import ipaddress
 import math
 import os
@@ -32,7 +34,6 @@ from appliance.sip.uri import parse_uri
 ENV_PREFIX = "SIP_APPLIANCE_"
 MASK = "********"
 DEVICE_TYPES = ("door", "light", "relay", "doorbell", "intercom", "camera")
-TRANSPORTS = ("udp", "tcp", "tls")
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 _LISTEN_USAGE = "use udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT, e.g. udp:0.0.0.0:5060"
 
@@ -63,12 +64,6 @@ class Secret:
     def __str__(self) -> str:
         return MASK
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
 
 @dataclass(frozen=True)
 class ListenSpec:
@@ -83,114 +78,472 @@ class ListenSpec:
         return f"{self.transport}:{host}:{self.port}"
 
 
+def parse_listen(text: str) -> ListenSpec:
+    """Parse ``udp:HOST:PORT``, ``tcp:...`` or ``tls:...`` (HOST may be ``[IPv6]``).
+
+    Raises ConfigError, whose one problem says what is wrong and the fix."""
+    try:
+        return _parse_listen(text)
+    except _Invalid as exc:
+        raise ConfigError([exc.problems[0][1]]) from None
+
+
+def _parse_listen(text: str) -> ListenSpec:
+    transport, sep, rest = text.partition(":")
+    transport = transport.lower()
+    not_spec = _Invalid(f"{_q(text)} is not a listen spec; {_LISTEN_USAGE}")
+    if not sep or transport not in ("udp", "tcp", "tls"):
+        raise not_spec
+    if not rest.startswith("[") and rest.count(":") > 1:
+        host, _, port = rest.rpartition(":")
+        fix = f"write {transport}:[{host}]:{port}"
+        raise _Invalid(f"{_q(text)}: an IPv6 address needs brackets; {fix}")
+    try:  # HOST:PORT is a SIP URI's hostport: the core's parser checks it
+        uri = parse_uri("sip:" + rest)
+    except ParseError:
+        raise not_spec from None
+    if uri.user is not None or uri.params or uri.headers:
+        raise not_spec
+    if uri.port is None:
+        raise _Invalid(f"{_q(text)} has no port; {_LISTEN_USAGE}")
+    host = uri.host
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            fix = "write one such as [::1]"
+            raise _Invalid(f"{_q(text)}: {host} is not an IPv6 address; {fix}") from None
+    return ListenSpec(transport, host, uri.port)
+
+
+def default_control_path(environ: Mapping[str, str] | None = None) -> str:
+    """The control socket's path when agent.control is not set."""
+    env = os.environ if environ is None else environ
+    uid = os.geteuid()
+    if uid == 0:
+        return "/run/sip-appliance/control.sock"
+    if env.get("XDG_RUNTIME_DIR"):
+        return os.path.join(env["XDG_RUNTIME_DIR"], "sip-appliance", "control.sock")
+    return f"/tmp/sip-appliance-{uid}/control.sock"
+
+
+def default_agent_name() -> str:
+    """``sip-appliance-<host name>``, or ``sip-appliance`` when the host has no usable name."""
+    label = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")
+    return f"sip-appliance-{label}"[:63] if label not in ("", "localhost") else "sip-appliance"
+
+
+# --- value types: each turns a TOML value, or a variable's text, into a typed value ---
+
+
+class _Invalid(Exception):
+    """A bad value: `problems` pairs a key suffix ("" or "[2]") with "problem; fix"."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [("", message)]
+
+
+def _q(text: str) -> str:
+    return f'"{text}"'
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {_q(value)}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, list | dict):
+        return "an array" if isinstance(value, list) else "a table"
+    return "a date/time"
+
+
+class _Type:
+    """A string that must not be empty; subclasses narrow it down."""
+
+    accepts: tuple[type, ...] = (str,)
+    expected = "a string"
+
+    def __init__(self, example: str = "") -> None:
+        self.example = example  # the fix: "e.g. ..." or "use ..."
+
+    def convert(self, value: Any, text: bool, base_dir: str) -> Any:
+        """Check a TOML `value`; with `text`, a string is a variable's text to `parse` first."""
+        if text and isinstance(value, str):
+            try:
+                value = self.parse(value.strip())
+            except (ValueError, KeyError):
+                message = f"expected {self.expected}, got {_q(value)}; {self.example}"
+                raise _Invalid(message) from None
+        if not isinstance(value, self.accepts) or (
+            isinstance(value, bool) and bool not in self.accepts
+        ):
+            raise _Invalid(f"expected {self.expected}, got {_describe(value)}; {self.example}")
+        return self.check(value, base_dir)
+
+    def parse(self, text: str) -> Any:
+        return text
+
+    def check(self, value: Any, base_dir: str) -> Any:
+        if not value:
+            raise _Invalid(f"is empty; {self.example}")
+        return value
+
+
+class _Chars(_Type):
+    """A string of only some characters: a name, a DTMF code."""
+
+    def __init__(self, example: str, chars: str, noun: str, allowed: str) -> None:
+        super().__init__(example)
+        self.chars, self.noun, self.allowed = frozenset(chars), noun, allowed
+
+    def check(self, value: str, base_dir: str) -> Any:
+        if not set(value) <= self.chars:
+            raise _Invalid(f"{_q(value)} is not a valid {self.noun}; use only {self.allowed}")
+        return super().check(value, base_dir)
+
+
+def _name(noun: str) -> _Chars:
+    return _Chars('e.g. "frontdoor"', _NAME_CHARS, noun, 'letters, digits, "-", "_" and "."')
+
+
+class _Choice(_Type):
+    def __init__(self, noun: str, *choices: str) -> None:
+        quoted = [_q(choice) for choice in choices]
+        super().__init__("use " + ", ".join(quoted[:-1]) + " or " + quoted[-1])
+        self.choices, self.noun = choices, noun
+
+    def check(self, value: str, base_dir: str) -> Any:
+        if value.lower() in self.choices:
+            return value.lower()
+        close = difflib.get_close_matches(value.lower(), self.choices, n=1)
+        fix = f"did you mean {_q(close[0])}?" if close else self.example
+        raise _Invalid(f"{_q(value)} is not a {self.noun}; {fix}")
+
+
+class _Bool(_Type):
+    accepts = (bool,)
+    expected = "a boolean"
+    _WORDS: ClassVar = {"true": True, "yes": True, "on": True, "1": True}
+    _WORDS |= {"false": False, "no": False, "off": False, "0": False}
+
+    def __init__(self) -> None:
+        super().__init__("use true or false")
+
+    def parse(self, text: str) -> Any:
+        return self._WORDS[text.lower()]
+
+    def check(self, value: bool, base_dir: str) -> Any:
+        return value
+
+
+class _Number(_Type):
+    """An integer from `low` to `high`, or (`seconds`) a duration, maybe with a fraction."""
+
+    def __init__(self, noun: str, low: int, high: int | None = None, *, seconds: bool = False,
+                 positive: bool = False) -> None:
+        super().__init__("e.g. 2 or 0.5" if seconds else "use a whole number")
+        self.accepts = (int, float) if seconds else (int,)
+        self.expected = "a number of seconds" if seconds else "an integer"
+        self.noun, self.low, self.high = noun, low, high
+        self.seconds, self.positive = seconds, positive
+
+    def parse(self, text: str) -> Any:
+        return float(text) if self.seconds else int(text)
+
+    def check(self, value: float, base_dir: str) -> Any:
+        if self.high is not None:
+            fix, ok = f"use a number from {self.low} to {self.high}", self.low <= value <= self.high
+        elif self.positive:
+            fix, ok = "use a number above 0", value > 0
+        else:
+            fix, ok = f"use {self.low} or more", value >= self.low
+        if not ok or not math.isfinite(value):
+            raise _Invalid(f"{value} is not {self.noun}; {fix}")
+        return float(value) if self.seconds else value
+
+
+class _Uri(_Type):
+    """A sip: or sips: URI, checked by the core's parser and kept as written."""
+
+    def __init__(self, registrar: bool = False) -> None:
+        super().__init__('e.g. "sip:alice@example.net"')
+        self.registrar = registrar
+
+    def check(self, value: str, base_dir: str) -> Any:
+        try:
+            uri = parse_uri(super().check(value, base_dir))
+        except ParseError:
+            fix = f"write it as {_q('sip:' + value)}" if ":" not in value else self.example
+            raise _Invalid(f"{_q(value)} is not a SIP URI; {fix}") from None
+        if uri.scheme not in ("sip", "sips"):
+            raise _Invalid(f"{_q(value)} is a {uri.scheme}: URI; use a sip: or sips: URI")
+        if uri.password is not None:
+            raise _Invalid(f"{_q(value)} has a password in it; remove it from the URI")
+        if self.registrar and uri.user is not None:
+            fix = f"a registrar URI names only the domain: {_q(uri.scheme + ':' + uri.hostport())}"
+            raise _Invalid(f"{_q(value)} has a user part; {fix}")
+        return value
+
+
+class _HostPort(_Type):
+    """A host (the domain), or ``host[:port]`` when there is a `default_port` (STUN)."""
+
+    def __init__(self, default_port: int | None = None) -> None:
+        if default_port:
+            super().__init__("write host or host:port, e.g. stun.example.net:3478")
+        else:
+            super().__init__("write a host name only, e.g. home.arpa")
+        self.default_port = default_port
+
+    def check(self, value: str, base_dir: str) -> Any:
+        try:
+            uri = parse_uri("sip:" + super().check(value, base_dir))
+        except ParseError:
+            uri = None
+        if uri is None or uri.user is not None or uri.params or uri.headers:
+            raise _Invalid(f"{_q(value)} is not a host name or address; {self.example}")
+        if self.default_port is None and uri.port is not None:
+            raise _Invalid(f"{_q(value)} has a port; {self.example}")
+        return f"{uri.host}:{uri.port or self.default_port}" if self.default_port else uri.host
+
+
+class _Listen(_Type):
+    accepts = (str, ListenSpec)
+    expected = "a listen spec string"
+
+    def check(self, value: str | ListenSpec, base_dir: str) -> Any:
+        return value if isinstance(value, ListenSpec) else _parse_listen(value)
+
+
+class _Path(_Type):
+    def __init__(self, example: str, must_exist: bool = True) -> None:
+        super().__init__(f"e.g. {_q(example)}")
+        self.must_exist = must_exist
+
+    def check(self, value: str, base_dir: str) -> Any:
+        path = os.path.join(base_dir, super().check(value, base_dir))
+        if self.must_exist and not os.path.isfile(path):
+            raise _Invalid(f"{_q(path)} does not exist; fix the path or create the file")
+        return path
+
+
+class _Password(_Type):
+    """A password, or (`from_file`) the path of a file holding it, which is read now."""
+
+    def __init__(self, from_file: bool = False) -> None:
+        super().__init__('e.g. "/etc/sip-appliance/secret"' if from_file else "set a password")
+        self.from_file = from_file
+
+    def check(self, value: str, base_dir: str) -> Any:
+        if not self.from_file:
+            return Secret(super().check(value, base_dir))
+        path = os.path.join(base_dir, super().check(value, base_dir))
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read().rstrip("\r\n")  # the newline an editor adds
+        except FileNotFoundError:
+            fix = "create it holding the password, or fix the path"
+            raise _Invalid(f"{_q(path)} does not exist; {fix}") from None
+        except (OSError, UnicodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            fix = "make it readable by the agent"
+            raise _Invalid(f"cannot read {_q(path)} ({why}); {fix}") from None
+        if not text:
+            raise _Invalid(f"{_q(path)} is empty; put the password in it")
+        return Secret(text)
+
+
+class _List(_Type):
+    """An array of `item`s; a variable lists them comma-separated."""
+
+    accepts = (list, tuple)
+    expected = "an array"
+
+    def __init__(self, item: _Type, example: str, required: bool = False) -> None:
+        super().__init__(f"e.g. [{example}]")
+        self.item, self.required = item, required
+
+    def parse(self, text: str) -> Any:
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def convert(self, value: Any, text: bool, base_dir: str) -> Any:
+        out, problems = [], []
+        for index, item in enumerate(super().convert(value, text, base_dir)):
+            try:
+                out.append(self.item.convert(item, text, base_dir))
+            except _Invalid as exc:
+                problems += [(f"[{index}]{at}", message) for at, message in exc.problems]
+        if problems:
+            raise _Invalid(problems[0][1], problems)
+        return tuple(out)
+
+    def check(self, value: Sequence[Any], base_dir: str) -> Any:
+        if self.required and not value:
+            raise _Invalid(f"is empty; list at least one, {self.example}")
+        return value
+
+
+# --- the schema: dataclass fields that carry their config type ---
+
+
 @dataclass(frozen=True)
+class _Key:
+    kind: _Type
+    default: Any = None
+    required: str | None = None  # the fix to print when it is missing
+    factory: Callable[[Mapping[str, str]], Any] | None = None  # a default from the environ
+    field: str = ""  # the field a ``*_file`` key fills
+
+
+def _key(kind: _Type, default: Any = None, *, required: str | None = None,
+         factory: Callable[[Mapping[str, str]], Any] | None = None) -> Any:
+    key = _Key(kind, default, required, factory)
+    if required:
+        return dataclasses.field(metadata={"key": key})
+    if factory:
+        return dataclasses.field(default_factory=lambda: factory(os.environ), metadata={"key": key})
+    return dataclasses.field(default=default, metadata={"key": key})
+
+
+def _keys(cls: type) -> dict[str, _Key]:
+    """The config keys of a dataclass: its fields', plus a ``*_file`` twin for each password."""
+    keys = {}
+    for field in dataclasses.fields(cls):
+        if "key" in field.metadata:
+            keys[field.name] = key = field.metadata["key"]
+            if isinstance(key.kind, _Password):
+                keys[field.name + "_file"] = _Key(_Password(from_file=True), field=field.name)
+    return keys
+
+
+_PASSWORD_REQUIRED = "set password or password_file"
+_PIN = _Number("a BCM GPIO pin", 0, 27)
+_PIN_REQUIRED = "set pin to the BCM GPIO number it is wired to (0 to 27)"
+_URIS = _List(_Uri(), '"sip:alice@example.net"')
+_ON_OFF = _Choice("state", "off", "on")
+_SECONDS = _Number("a duration", 0, seconds=True)
+_PERIOD = _Number("a duration", 0, seconds=True, positive=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    name: str  # mDNS instance and MQTT client id
-    domain: str | None  # host part of the device URIs; None: the listen address
-    listen: tuple[ListenSpec, ...]
-    control: str
-    simulate: bool
-    log_level: str  # debug | info | warning | error
+    name: str = _key(_name("agent name"), factory=lambda env: default_agent_name())  # mDNS, MQTT
+    domain: str | None = _key(_HostPort())  # host part of the device URIs; None: listen address
+    listen: tuple[ListenSpec, ...] = _key(
+        _List(_Listen(_LISTEN_USAGE), '"udp:0.0.0.0:5060"', required=True),
+        (ListenSpec("udp", "0.0.0.0", 5060), ListenSpec("tcp", "0.0.0.0", 5060)),
+    )
+    control: str = _key(_Path("/tmp/control.sock", must_exist=False), factory=default_control_path)
+    simulate: bool = _key(_Bool(), False)
+    log_level: str = _key(_Choice("log level", "debug", "info", "warning", "error"), "info")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
-    registrar: str
-    username: str  # default: agent.name
-    password: Secret
-    expires: int
+    registrar: str = _key(_Uri(registrar=True), required='set it, e.g. "sip:pbx.example.net"')
+    username: str = _key(_Type('e.g. "frontdoor-pi"'))  # None here: agent.name
+    password: Secret = _key(_Password(), required=_PASSWORD_REQUIRED)  # noqa: RUF009
+    expires: int = _key(_Number("a registration time in seconds", 1), 600)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NatConfig:
-    stun: str | None  # "host:port"
-    keepalive: int  # seconds; 0 turns keep-alives off
+    stun: str | None = _key(_HostPort(default_port=3478))  # "host:port"
+    keepalive: int = _key(_Number("a keep-alive interval in seconds", 0), 25)  # 0: none
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TlsConfig:
-    certificate: str | None
-    key: str | None
-    ca: str | None  # None: the system's trust store
+    certificate: str | None = _key(_Path("/etc/sip-appliance/cert.pem"))
+    key: str | None = _key(_Path("/etc/sip-appliance/key.pem"))
+    ca: str | None = _key(_Path("/etc/ssl/certs/ca-certificates.crt"))  # None: system's
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MqttConfig:
-    host: str
-    port: int
-    base_topic: str
-    discovery: bool
-    username: str | None
-    password: Secret | None
+    host: str = _key(_Type('e.g. "localhost"'), "localhost")
+    port: int = _key(_Number("a port number", 1, 65535), 1883)
+    base_topic: str = _key(_Type('e.g. "sip-appliance"'), "sip-appliance")
+    discovery: bool = _key(_Bool(), True)
+    username: str | None = _key(_Type('e.g. "sip-appliance"'))
+    password: Secret | None = _key(_Password())  # noqa: RUF009
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class User:
-    name: str
-    password: Secret
-    devices: tuple[str, ...]
+    name: str = _key(_Type('e.g. "alice"'), required='set it, e.g. name = "alice"')
+    password: Secret = _key(_Password(), required=_PASSWORD_REQUIRED)  # noqa: RUF009
+    devices: tuple[str, ...] = _key(_List(_Type('e.g. "porch"'), '"porch", "frontdoor"'), ())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Device:
-    """One [[devices]] entry; `username`/`password` replace [proxy]'s for its registration."""
+    """A [[devices]] entry; `username` and `password` replace [proxy]'s for its REGISTER."""
 
     type: ClassVar[str]
-    name: str
-    pin: int | None = None  # BCM numbering
-    username: str | None = None
-    password: Secret | None = None
+    name: str = _key(_name("SIP user part"), required='set it, e.g. name = "frontdoor"')
+    pin: int | None = None  # BCM numbering; a key of the types that have a pin
+    username: str | None = _key(_Type('e.g. "frontdoor"'))
+    password: Secret | None = _key(_Password())  # noqa: RUF009
 
 
 @dataclass(frozen=True, kw_only=True)
 class DoorDevice(Device):
-    """A door sensor. As in gpiozero, `active_state` applies only without a pull resistor,
-    so setting it leaves `pull_up` None."""
+    """A door sensor. As in gpiozero, `active_state` is only for an input without a pull
+    resistor: setting it leaves `pull_up` None."""
 
     type: ClassVar[str] = "door"
-    pull_up: bool | None
-    active_state: bool | None
-    bounce_time: float | None
-    notify: tuple[str, ...]
+    pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
+    pull_up: bool | None = _key(_Bool(), True)
+    active_state: bool | None = _key(_Bool())
+    bounce_time: float | None = _key(_SECONDS)
+    notify: tuple[str, ...] = _key(_URIS, ())
 
 
 @dataclass(frozen=True, kw_only=True)
 class LightDevice(Device):
     type: ClassVar[str] = "light"
-    dimmable: bool
-    initial: str  # off | on
+    pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
+    dimmable: bool = _key(_Bool(), False)
+    initial: str = _key(_ON_OFF, "off")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RelayDevice(Device):
     type: ClassVar[str] = "relay"
-    active_high: bool
-    pulse: float | None
-    initial: str
+    pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
+    active_high: bool = _key(_Bool(), True)
+    pulse: float | None = _key(_PERIOD)  # seconds a `pulse` command keeps it on
+    initial: str = _key(_ON_OFF, "off")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DoorbellDevice(Device):
     type: ClassVar[str] = "doorbell"
-    call: tuple[str, ...]
-    ring: str  # parallel | sequential
-    ring_time: float
-    notify: tuple[str, ...]
+    pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
+    call: tuple[str, ...] = _key(_URIS, ())
+    ring: str = _key(_Choice("ring mode", "parallel", "sequential"), "parallel")
+    ring_time: float = _key(_PERIOD, 20.0)
+    notify: tuple[str, ...] = _key(_URIS, ())
 
 
 @dataclass(frozen=True, kw_only=True)
 class IntercomDevice(Device):
     type: ClassVar[str] = "intercom"
-    answer_after: float
-    dtmf_code: str | None
-    strike: str | None  # a relay's name
-    audio: str
+    answer_after: float = _key(_SECONDS, 0.0)
+    dtmf_code: str | None = _key(_Chars('e.g. "1234"', "0123456789", "DTMF code", "digits 0-9"))
+    strike: str | None = _key(_name("device name"))  # a relay's name
+    audio: str = _key(_Type('e.g. "default", "null" or a WAV file'), "default")
 
 
 @dataclass(frozen=True, kw_only=True)
 class CameraDevice(Device):
     type: ClassVar[str] = "camera"
-    source: str  # a V4L2 device, or "test" for a test picture
+    source: str = _key(_Type('e.g. "/dev/video0" or "test"'), "/dev/video0")  # "test": a picture
 
 
 @dataclass(frozen=True)
@@ -222,403 +575,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def default_control_path(environ: Mapping[str, str] | None = None) -> str:
-    """The control socket's path when agent.control is not set."""
-    env = os.environ if environ is None else environ
-    uid = os.geteuid()
-    if uid == 0:
-        return "/run/sip-appliance/control.sock"
-    if env.get("XDG_RUNTIME_DIR"):
-        return os.path.join(env["XDG_RUNTIME_DIR"], "sip-appliance", "control.sock")
-    return f"/tmp/sip-appliance-{uid}/control.sock"
-
-
-def default_agent_name() -> str:
-    """``sip-appliance-<host name>``, or ``sip-appliance`` when the host has no usable name."""
-    label = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")
-    return f"sip-appliance-{label}"[:63] if label not in ("", "localhost") else "sip-appliance"
-
-
-def _q(text: str) -> str:
-    return f'"{text}"'
-
-
-def parse_listen(text: str) -> ListenSpec:
-    """Parse ``udp:HOST:PORT`` (HOST may be ``[IPv6]``); raises ConfigError."""
-    try:
-        return _parse_listen(text)
-    except _Invalid as exc:
-        raise ConfigError([message for _, message in exc.problems]) from None
-
-
-def _parse_listen(text: str) -> ListenSpec:
-    transport, sep, rest = text.partition(":")
-    transport = transport.lower()
-    not_spec = _Invalid(f"{_q(text)} is not a listen spec; {_LISTEN_USAGE}")
-    if not sep or transport not in TRANSPORTS:
-        raise not_spec
-    if not rest.startswith("[") and rest.count(":") > 1:
-        host, _, port = rest.rpartition(":")
-        raise _Invalid(f"{_q(text)}: an IPv6 address needs brackets; write {transport}:[{host}]:{port}")
-    try:  # HOST:PORT has the grammar of a SIP URI's hostport: reuse the core's parser
-        uri = parse_uri("sip:" + rest)
-    except ParseError:
-        raise not_spec from None
-    if uri.user is not None or uri.params or uri.headers:
-        raise not_spec
-    if uri.port is None:
-        raise _Invalid(f"{_q(text)} has no port; {_LISTEN_USAGE}")
-    host = uri.host
-    if host.startswith("["):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise _Invalid(f"{_q(text)}: {host} is not an IPv6 address; write one such as ::1") from None
-    return ListenSpec(transport, host, uri.port)
-
-
-# --- value types: each turns a TOML value, or a variable's text, into a typed value ---
-
-
-class _Invalid(Exception):
-    """A bad value: `problems` pairs a key suffix ("" or "[2]") with "problem; fix"."""
-
-    def __init__(self, message: str, at: str = "") -> None:
-        super().__init__(message)
-        self.problems = [(at, message)]
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, str):
-        return f"the string {_q(value)}"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return {list: "an array", tuple: "an array", dict: "a table"}.get(type(value), "a date/time")
-
-
-class _Type:
-    accepts: tuple[type, ...] = (str,)
-    expected = "a string"
-
-    def __init__(self, example: str = "") -> None:
-        self.example = example
-
-    def convert(self, value: Any, text: bool, base_dir: str) -> Any:
-        """`value` from TOML, or (`text`) from a variable, which `parse` turns into one."""
-        if text and isinstance(value, str):
-            try:
-                value = self.parse(value.strip())
-            except (ValueError, KeyError):
-                raise _Invalid(f"expected {self.expected}, got {_q(value)}; {self.example}") from None
-        if not isinstance(value, self.accepts) or (isinstance(value, bool) and bool not in self.accepts):
-            raise _Invalid(f"expected {self.expected}, got {_describe(value)}; {self.example}")
-        return self.check(value, base_dir)
-
-    def parse(self, text: str) -> Any:
-        return text
-
-    def check(self, value: Any, base_dir: str) -> Any:
-        if not value:
-            raise _Invalid(f"is empty; {self.example}")
-        return value
-
-
-class _Str(_Type):
-    """A string; with `chars`, only those characters (a name, a code)."""
-
-    def __init__(self, example: str, chars: str = "", noun: str = "", allowed: str = "") -> None:
-        super().__init__(example)
-        self.chars, self.noun, self.allowed = frozenset(chars), noun, allowed
-
-    def check(self, value: str, base_dir: str) -> Any:
-        if self.chars and not set(value) <= self.chars:
-            raise _Invalid(f"{_q(value)} is not a valid {self.noun}; use only {self.allowed}")
-        return super().check(value, base_dir)
-
-
-def _name(noun: str) -> _Str:
-    return _Str('e.g. "frontdoor"', _NAME_CHARS, noun, 'letters, digits, "-", "_" and "."')
-
-
-class _Choice(_Type):
-    def __init__(self, choices: Sequence[str], noun: str) -> None:
-        quoted = [_q(choice) for choice in choices]
-        super().__init__("use " + ", ".join(quoted[:-1]) + " or " + quoted[-1])
-        self.choices, self.noun = tuple(choices), noun
-
-    def check(self, value: str, base_dir: str) -> Any:
-        if value.lower() in self.choices:
-            return value.lower()
-        close = difflib.get_close_matches(value.lower(), self.choices, n=1)
-        fix = f"did you mean {_q(close[0])}?" if close else self.example
-        raise _Invalid(f"{_q(value)} is not a {self.noun}; {fix}")
-
-
-class _Bool(_Type):
-    accepts = (bool,)
-    expected = "a boolean"
-    _WORDS: ClassVar = {"true": True, "yes": True, "on": True, "1": True}
-    _WORDS |= {"false": False, "no": False, "off": False, "0": False}
-
-    def __init__(self) -> None:
-        super().__init__("use true or false")
-
-    def parse(self, text: str) -> Any:
-        return self._WORDS[text.lower()]
-
-    def check(self, value: bool, base_dir: str) -> Any:
-        return value
-
-
-class _Number(_Type):
-    """An integer, or (`seconds`) a duration that may have a fraction, within limits."""
-
-    def __init__(self, noun: str, low: int, high: int | None = None, *, seconds: bool = False,
-                 positive: bool = False) -> None:
-        self.accepts = (int, float) if seconds else (int,)
-        self.expected = "a number of seconds" if seconds else "an integer"
-        super().__init__("e.g. 2 or 0.5" if seconds else f"use a whole number, e.g. {high or low}")
-        self.noun, self.low, self.high, self.seconds, self.positive = noun, low, high, seconds, positive
-
-    def parse(self, text: str) -> Any:
-        return float(text) if self.seconds else int(text)
-
-    def check(self, value: float, base_dir: str) -> Any:
-        if self.high is not None:
-            fix, ok = f"use a number from {self.low} to {self.high}", self.low <= value <= self.high
-        elif self.positive:
-            fix, ok = "use a number above 0", value > 0
-        else:
-            fix, ok = f"use {self.low} or more", value >= self.low
-        if not ok or not math.isfinite(value):
-            raise _Invalid(f"{value} is not {self.noun}; {fix}")
-        return float(value) if self.seconds else value
-
-
-class _Uri(_Type):
-    """A sip: or sips: URI, checked with the core's parser and kept as written."""
-
-    def __init__(self, registrar: bool = False) -> None:
-        super().__init__('e.g. "sip:alice@example.net"')
-        self.registrar = registrar
-
-    def check(self, value: str, base_dir: str) -> Any:
-        try:
-            uri = parse_uri(super().check(value, base_dir))
-        except ParseError:
-            fix = f"write it as {_q('sip:' + value)}" if ":" not in value else f"write it {self.example}"
-            raise _Invalid(f"{_q(value)} is not a SIP URI; {fix}") from None
-        if uri.scheme not in ("sip", "sips"):
-            raise _Invalid(f"{_q(value)} is a {uri.scheme}: URI; use a sip: or sips: URI")
-        if uri.password is not None:
-            raise _Invalid(f"{_q(value)} has a password in it; remove it (passwords go in password keys)")
-        if self.registrar and uri.user is not None:
-            domain = _q(f"{uri.scheme}:{uri.hostport()}")
-            raise _Invalid(f"{_q(value)} has a user part; a registrar URI names only the domain: {domain}")
-        return value
-
-
-class _HostPort(_Type):
-    """``host`` (a domain), or ``host[:port]`` when there is a `default_port` (STUN)."""
-
-    def __init__(self, default_port: int | None) -> None:
-        example = f"host[:port], e.g. {_q('stun.example.net:3478')}" if default_port else "a host, e.g. \"home.arpa\""
-        super().__init__("write " + example)
-        self.default_port = default_port
-
-    def check(self, value: str, base_dir: str) -> Any:
-        try:
-            uri = parse_uri("sip:" + super().check(value, base_dir))
-        except ParseError:
-            uri = None
-        if uri is None or uri.user is not None or uri.params or uri.headers:
-            raise _Invalid(f"{_q(value)} is not a host name or address; {self.example}")
-        if self.default_port is None and uri.port is not None:
-            raise _Invalid(f"{_q(value)} has a port; {self.example}")
-        return uri.host if self.default_port is None else f"{uri.host}:{uri.port or self.default_port}"
-
-
-class _Listen(_Type):
-    accepts = (str, ListenSpec)
-    expected = "a listen spec string"
-
-    def check(self, value: str | ListenSpec, base_dir: str) -> Any:
-        return value if isinstance(value, ListenSpec) else _parse_listen(value)
-
-
-class _Path(_Type):
-    def __init__(self, example: str, must_exist: bool = True) -> None:
-        super().__init__(f"e.g. {_q(example)}")
-        self.must_exist = must_exist
-
-    def check(self, value: str, base_dir: str) -> Any:
-        path = os.path.join(base_dir, super().check(value, base_dir))
-        if self.must_exist and not os.path.isfile(path):
-            raise _Invalid(f"{_q(path)} does not exist; fix the path or create the file")
-        return path
-
-
-class _Password(_Type):
-    """A password, or (`from_file`) the path of a file holding it, read at load."""
-
-    def __init__(self, from_file: bool = False) -> None:
-        super().__init__('e.g. "/etc/sip-appliance/secret"' if from_file else "set the password")
-        self.from_file = from_file
-
-    def check(self, value: str, base_dir: str) -> Any:
-        if not self.from_file:
-            return Secret(super().check(value, base_dir))
-        path = os.path.join(base_dir, value)
-        try:
-            with open(path, encoding="utf-8") as file:
-                text = file.read().rstrip("\r\n")  # the newline an editor adds
-        except FileNotFoundError:
-            raise _Invalid(f"{_q(path)} does not exist; create it holding the password, or fix the path") from None
-        except (OSError, UnicodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise _Invalid(f"cannot read {_q(path)} ({reason}); make it a file the agent can read") from None
-        if not text:
-            raise _Invalid(f"{_q(path)} is empty; put the password in it")
-        return Secret(text)
-
-
-class _List(_Type):
-    """An array; a variable lists its items comma-separated."""
-
-    accepts = (list, tuple)
-    expected = "an array"
-
-    def __init__(self, item: _Type, example: str, required: bool = False) -> None:
-        super().__init__(f"e.g. [{example}]")
-        self.item, self.required = item, required
-
-    def parse(self, text: str) -> Any:
-        return [part.strip() for part in text.split(",") if part.strip()]
-
-    def convert(self, value: Any, text: bool, base_dir: str) -> Any:
-        items = super().convert(value, text, base_dir)
-        out, problems = [], []
-        for index, item in enumerate(items):
-            try:
-                out.append(self.item.convert(item, text, base_dir))
-            except _Invalid as exc:
-                problems += [(f"[{index}]{at}", message) for at, message in exc.problems]
-        if problems:
-            error = _Invalid(problems[0][1])
-            error.problems = problems
-            raise error
-        return tuple(out)
-
-    def check(self, value: Sequence[Any], base_dir: str) -> Any:
-        if self.required and not value:
-            raise _Invalid(f"is empty; list at least one, {self.example}")
-        return value
-
-
-# --- the schema ---
-
-
-@dataclass(frozen=True)
-class _Key:
-    kind: _Type
-    default: Any = None
-    required: str | None = None  # the fix to print when it is missing
-    field: str | None = None  # the dataclass field it fills, when not its own name
-    factory: Callable[[Mapping[str, str]], Any] | None = None  # a default from the environ
-
-
-_PASSWORD = _Key(_Password(), required="set password or password_file")
-_PASSWORD_FILE = _Key(_Password(from_file=True), field="password")
-_DEFAULT_LISTEN = (ListenSpec("udp", "0.0.0.0", 5060), ListenSpec("tcp", "0.0.0.0", 5060))
-_SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
-    "agent": (AgentConfig, {
-        "name": _Key(_name("agent name"), factory=lambda environ: default_agent_name()),
-        "domain": _Key(_HostPort(default_port=None)),
-        "listen": _Key(_List(_Listen(_LISTEN_USAGE), '"udp:0.0.0.0:5060"', required=True),
-                       default=_DEFAULT_LISTEN),
-        "control": _Key(_Path("/run/sip-appliance/control.sock", must_exist=False),
-                        factory=default_control_path),
-        "simulate": _Key(_Bool(), default=False),
-        "log_level": _Key(_Choice(("debug", "info", "warning", "error"), "log level"),
-                          default="info"),
-    }),
-    "proxy": (ProxyConfig, {
-        "registrar": _Key(_Uri(registrar=True),
-                          required='set registrar, e.g. registrar = "sip:pbx.example.net"'),
-        "username": _Key(_Str('e.g. "frontdoor-pi"')),
-        "password": _PASSWORD,
-        "password_file": _PASSWORD_FILE,
-        "expires": _Key(_Number("a registration time in seconds", 1), default=600),
-    }),
-    "nat": (NatConfig, {
-        "stun": _Key(_HostPort(default_port=3478)),
-        "keepalive": _Key(_Number("a keep-alive interval in seconds", 0), default=25),
-    }),
-    "tls": (TlsConfig, {
-        "certificate": _Key(_Path("/etc/sip-appliance/cert.pem")),
-        "key": _Key(_Path("/etc/sip-appliance/key.pem")),
-        "ca": _Key(_Path("/etc/ssl/certs/ca-certificates.crt")),
-    }),
-    "mqtt": (MqttConfig, {
-        "host": _Key(_Str('e.g. "localhost"'), default="localhost"),
-        "port": _Key(_Number("a port number", 1, 65535), default=1883),
-        "base_topic": _Key(_Str('e.g. "sip-appliance"'), default="sip-appliance"),
-        "discovery": _Key(_Bool(), default=True),
-        "username": _Key(_Str('e.g. "sip-appliance"')),
-        "password": _Key(_Password()),
-        "password_file": _PASSWORD_FILE,
-    }),
+_SECTIONS: dict[str, type] = {
+    "agent": AgentConfig, "proxy": ProxyConfig, "nat": NatConfig, "tls": TlsConfig,
+    "mqtt": MqttConfig,
 }
-_USER_KEYS = {
-    "name": _Key(_Str('e.g. "alice"'), required='set name, e.g. name = "alice"'),
-    "password": _PASSWORD,
-    "password_file": _PASSWORD_FILE,
-    "devices": _Key(_List(_Str('e.g. "porch"'), '"porch", "frontdoor"'), default=()),
+_DEVICES: dict[str, type[Device]] = {
+    cls.type: cls
+    for cls in (DoorDevice, LightDevice, RelayDevice, DoorbellDevice, IntercomDevice, CameraDevice)
 }
-_DEVICE_KEYS = {
-    "name": _Key(_name("SIP user part"), required='set name, e.g. name = "frontdoor"'),
-    "type": _Key(_Choice(DEVICE_TYPES, "device type"),
-                 required="set type to one of " + ", ".join(DEVICE_TYPES)),
-    "username": _Key(_Str('e.g. "frontdoor"')),
-    "password": _Key(_Password()),
-    "password_file": _PASSWORD_FILE,
-}
-_PIN = _Key(_Number("a BCM GPIO pin", 0, 27),
-            required="set pin to the BCM GPIO number it is wired to (0 to 27)")
-_URIS = _Key(_List(_Uri(), '"sip:alice@example.net"'), default=())
-_ON_OFF = _Key(_Choice(("off", "on"), "state"), default="off")
-_SECONDS = _Key(_Number("a duration", 0, seconds=True))
-_DEVICE_TYPES: dict[str, tuple[type[Device], dict[str, _Key]]] = {
-    "door": (DoorDevice, {
-        "pin": _PIN, "pull_up": _Key(_Bool(), default=True), "active_state": _Key(_Bool()),
-        "bounce_time": _SECONDS, "notify": _URIS,
-    }),
-    "light": (LightDevice, {
-        "pin": _PIN, "dimmable": _Key(_Bool(), default=False), "initial": _ON_OFF,
-    }),
-    "relay": (RelayDevice, {
-        "pin": _PIN, "active_high": _Key(_Bool(), default=True),
-        "pulse": _Key(_Number("a duration", 0, seconds=True, positive=True)), "initial": _ON_OFF,
-    }),
-    "doorbell": (DoorbellDevice, {
-        "pin": _PIN, "call": _URIS, "notify": _URIS,
-        "ring": _Key(_Choice(("parallel", "sequential"), "ring mode"), default="parallel"),
-        "ring_time": _Key(_Number("a duration", 0, seconds=True, positive=True), default=20.0),
-    }),
-    "intercom": (IntercomDevice, {
-        "answer_after": _Key(_SECONDS.kind, default=0.0),
-        "dtmf_code": _Key(_Str('e.g. "1234"', "0123456789", "DTMF code", 'digits 0-9, e.g. "1234"')),
-        "strike": _Key(_name("device name")),
-        "audio": _Key(_Str('e.g. "default", "null" or a WAV file'), default="default"),
-    }),
-    "camera": (CameraDevice, {
-        "source": _Key(_Str('e.g. "/dev/video0" or "test"'), default="/dev/video0"),
-    }),
-}
-_ALL_DEVICE_KEYS = {key: spec for _, keys in _DEVICE_TYPES.values() for key, spec in keys.items()}
+_TYPE_KEY = _Key(_Choice("device type", *DEVICE_TYPES),
+                 required="use one of " + ", ".join(DEVICE_TYPES))
 
 
 # --- loading ---
@@ -626,7 +592,7 @@ _ALL_DEVICE_KEYS = {key: spec for _, keys in _DEVICE_TYPES.values() for key, spe
 
 _BAD = object()  # stands for a value whose problem is already reported
 _Layer = dict[str, tuple[Any, str]]  # field -> (value, the key or variable it came from)
-_Entry = tuple[str, dict[str, Any], _Layer]  # "devices[2].", field values, what was set
+_Entry = tuple[str, dict[str, Any], _Layer]  # ("devices[2].", values by field, what was set)
 
 
 def load(
@@ -635,20 +601,21 @@ def load(
     environ: Mapping[str, str] = os.environ,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The effective config: the TOML file at `path` (None: no file) < `environ` < `overrides`."""
+    """The effective config: the TOML file at `path` (None: none) < `environ` < `overrides`."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             with open(path, "rb") as file:
                 raw = tomllib.load(file)
-        except FileNotFoundError:
-            raise ConfigError([f"{path}: no such file; give the path of a config file"], path) from None
         except OSError as exc:
-            raise ConfigError([f"{path}: cannot read it ({exc.strerror}); check the path"], path) from None
+            fix = "give the path of a config file"
+            raise ConfigError([f"{path}: {exc.strerror}; {fix}"], path) from None
         except UnicodeDecodeError:
             raise ConfigError([f"{path}: not UTF-8 text; save it as UTF-8"], path) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([_syntax_problem(path, str(exc))], path) from None
+        except tomllib.TOMLDecodeError as exc:  # "Invalid value (at line 3, column 9)"
+            match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc))
+            where, what = (f"{path}:{match[2]}:{match[3]}", match[1]) if match else (path, exc)
+            raise ConfigError([f"{where}: {what}; fix the TOML syntax"], path) from None
     base_dir = os.path.dirname(os.path.abspath(path)) if path is not None else ""
     return _build(raw, base_dir, environ, overrides or {}, path)
 
@@ -656,7 +623,7 @@ def load(
 def demo_config(
     overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] = os.environ
 ) -> Config:
-    """The demo home of DESIGN.md on simulated pins, `environ` and `overrides` applied."""
+    """The demo home of DESIGN.md on simulated pins, with `environ` and `overrides` applied."""
     devices: list[dict[str, Any]] = [
         {"name": "frontdoor", "type": "door", "pin": 17},
         {"name": "porch", "type": "light", "pin": 22, "dimmable": True},
@@ -670,24 +637,20 @@ def demo_config(
     return _build(raw, "", environ, overrides or {}, None)
 
 
-def _syntax_problem(path: str, message: str) -> str:
-    """tomllib says "Invalid value (at line 3, column 9)"; make it "FILE:3:9: Invalid value"."""
-    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
-    if match:
-        return f"{path}:{match[2]}:{match[3]}: {match[1]}; fix the TOML syntax there"
-    message = message.replace(" (at end of document)", " at the end of the file")
-    return f"{path}: {message}; fix the TOML syntax"
-
-
-def _did_you_mean(word: str, known: Sequence[str], show: Callable[[str], str] = str) -> str:
+def _did_you_mean(word: str, known: Sequence[str], show: Callable[[str], str] = str,
+                  otherwise: str = "") -> str:
     close = difflib.get_close_matches(word, known, n=1)
     if close:
         return f"did you mean {show(close[0])}?"
-    return "remove it (known: " + ", ".join(show(name) for name in known) + ")"
+    return f"remove it ({otherwise or 'known: ' + ', '.join(known)})"
 
 
 def _prefixed(prefix: str) -> Callable[[str], str]:
     return lambda key: prefix + key
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
 
 
 def _convert(table: Mapping[str, Any], keys: Mapping[str, _Key], label: Callable[[str], str],
@@ -696,18 +659,18 @@ def _convert(table: Mapping[str, Any], keys: Mapping[str, _Key], label: Callable
     out: _Layer = {}
     seen: dict[str, str] = {}
     for key, value in table.items():
-        spec = keys.get(key)
-        if spec is None:
+        if key not in keys:
             problems.append(f"{label(key)}: unknown key; {_did_you_mean(key, list(keys), label)}")
             continue
-        field = spec.field or key
+        field = keys[key].field or key
         out[field] = (_BAD, label(key))
         if field in seen:
-            problems.append(f"{label(key)}: set together with {label(seen[field])}; keep only one")
+            fix = "keep one of them"
+            problems.append(f"{label(key)}: set together with {label(seen[field])}; {fix}")
             continue
         seen[field] = key
         try:
-            out[field] = (spec.kind.convert(value, text, base_dir), label(key))
+            out[field] = (keys[key].kind.convert(value, text, base_dir), label(key))
         except _Invalid as exc:
             problems += [f"{label(key)}{at}: {message}" for at, message in exc.problems]
     return out
@@ -715,23 +678,23 @@ def _convert(table: Mapping[str, Any], keys: Mapping[str, _Key], label: Callable
 
 def _complete(layer: _Layer, keys: Mapping[str, _Key], prefix: str,
               environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
-    """Field values, defaults filled in and missing required keys reported."""
+    """All field values: the layer's, else the default; missing required keys reported."""
     values: dict[str, Any] = {}
-    for key, spec in keys.items():
-        field = spec.field or key
-        if field in values:
-            continue
-        if field in layer:
-            values[field] = layer[field][0]
-        elif spec.required:
-            problems.append(f"{prefix}{field}: missing; {spec.required}")
-            values[field] = _BAD
+    for name, key in keys.items():
+        if key.field:
+            continue  # a *_file twin: its value is in the layer under its field
+        if name in layer:
+            values[name] = layer[name][0]
+        elif key.required:
+            problems.append(f"{prefix}{name}: missing; {key.required}")
+            values[name] = _BAD
         else:
-            values[field] = spec.factory(environ) if spec.factory else spec.default
+            values[name] = key.factory(environ) if key.factory else key.default
     return values
 
 
-def _entries(raw: dict[str, Any], name: str, problems: list[str]) -> list[tuple[str, dict]]:
+def _tables(raw: dict[str, Any], name: str, problems: list[str]) -> list[tuple[str, dict]]:
+    """The [[users]] or [[devices]] tables, each with its key prefix."""
     value = raw.get(name, [])
     fix = f"write each as a [[{name}]] table"
     if not isinstance(value, list):
@@ -743,93 +706,101 @@ def _entries(raw: dict[str, Any], name: str, problems: list[str]) -> list[tuple[
     return [(f"{name}[{i}].", entry) for i, entry in enumerate(value) if isinstance(entry, dict)]
 
 
-def _env_name(section: str, key: str) -> str:
-    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
-
-
 def _build(raw: dict[str, Any], base_dir: str, environ: Mapping[str, str],
            overrides: Mapping[str, Any], path: str | None) -> Config:
     problems: list[str] = []
+    tops = {**{name: f"[{name}]" for name in _SECTIONS}, "users": "[[users]]",
+            "devices": "[[devices]]"}
     layers: dict[str, _Layer] = {name: {} for name in _SECTIONS}
-    tops = {**{name: f"[{name}]" for name in _SECTIONS}, "users": "[[users]]", "devices": "[[devices]]"}
     for name, table in raw.items():
         if name not in tops:
-            problems.append(f"{name}: unknown section; {_did_you_mean(name, list(tops), tops.get)}")
+            fix = _did_you_mean(name, list(tops), lambda top: tops[top])
+            problems.append(f"{name}: unknown section; {fix}")
         elif name in _SECTIONS and not isinstance(table, dict):
             problems.append(f"{name}: expected a table, got {_describe(table)}; write [{name}]")
         elif name in _SECTIONS:
-            keys = _SECTIONS[name][1]
+            keys = _keys(_SECTIONS[name])
             layers[name] = _convert(table, keys, _prefixed(name + "."), base_dir, problems)
     present = {name for name in _SECTIONS if name == "agent" or isinstance(raw.get(name), dict)}
 
-    # the environment, then the overrides: each a layer over the one before
-    variables = {_env_name(s, k): (s, k) for s, (_, keys) in _SECTIONS.items() for k in keys}
-    dotted = {f"{s}.{k}": (s, k) for s, (_, keys) in _SECTIONS.items() for k in keys}
-    sources = (
-        ("variable", variables, _env_name,
-         {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and v != ""}),
-        ("key", dotted, lambda s, k: f"{s}.{k}",
+    # The environment, then the overrides, each a layer over the one before.
+    names = [(s, k) for s, cls in _SECTIONS.items() for k in _keys(cls)]
+    sources: list[tuple[str, dict[str, tuple[str, str]], Callable[[str], Callable[[str], str]],
+                        Mapping[str, Any]]] = [
+        (ENV_PREFIX, {f"{s}_{k}".upper(): (s, k) for s, k in names},
+         lambda section: functools.partial(_env_name, section),
+         {k[len(ENV_PREFIX):]: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and v}),
+        ("", {f"{s}.{k}": (s, k) for s, k in names},
+         lambda section: _prefixed(section + "."),
          {k: v for k, v in overrides.items() if v is not None}),
-    )
-    for noun, known, label, items in sources:
+    ]
+    for prefix, known, labeller, items in sources:
         tables: dict[str, dict[str, Any]] = {}
         for name, value in items.items():
             if name in known:
                 section, key = known[name]
                 tables.setdefault(section, {})[key] = value
-            else:
-                problems.append(f"{name}: unknown {noun}; {_did_you_mean(name, list(known))}")
+            else:  # compare without the prefix, or every variable looks alike
+                otherwise = f"variables are {ENV_PREFIX}<SECTION>_<KEY>" if prefix else ""
+                fix = _did_you_mean(name, list(known), _prefixed(prefix), otherwise)
+                noun = "variable" if prefix else "key"
+                problems.append(f"{prefix}{name}: unknown {noun}; {fix}")
         for section, table in tables.items():
             present.add(section)
-            keys = _SECTIONS[section][1]
-            show = (lambda key, s=section, label=label: label(s, key))  # type: ignore[misc]
-            layers[section] |= _convert(table, keys, show, "", problems, text=True)
-
+            keys = _keys(_SECTIONS[section])
+            layers[section] |= _convert(table, keys, labeller(section), "", problems, text=True)
     sections = {
-        name: _complete(layers[name], keys, name + ".", environ, problems) if name in present else None
-        for name, (_, keys) in _SECTIONS.items()
+        name: _complete(layers[name], _keys(cls), f"{name}.", environ, problems)
+        for name, cls in _SECTIONS.items() if name in present
     }
-    entries: dict[str, list[_Entry]] = {"users": [], "devices": []}
-    for group in entries:
-        for prefix, entry in _entries(raw, group, problems):
-            keys = _USER_KEYS
-            if group == "devices":
-                kind = entry.get("type")
-                keys = {**_DEVICE_KEYS, **_DEVICE_TYPES.get(kind, (Device, _ALL_DEVICE_KEYS))[1]}
-                for key in sorted(set(entry) - set(keys)):
-                    owners = [t for t, (_, k) in _DEVICE_TYPES.items() if key in k]
-                    if owners:  # a key of another type: say so rather than "did you mean"
-                        entry = {k: v for k, v in entry.items() if k != key}
-                        problems.append(f"{prefix}{key}: a {kind} has no {key} (a key of "
-                                        f"{', '.join(owners)} devices); remove it")
-            layer = _convert(entry, keys, _prefixed(prefix), base_dir, problems)
-            entries[group].append((prefix, _complete(layer, keys, prefix, environ, problems), layer))
 
-    _cross_check(sections, layers, entries["users"], entries["devices"], problems)
+    users: list[_Entry] = []
+    for prefix, table in _tables(raw, "users", problems):
+        layer = _convert(table, _keys(User), _prefixed(prefix), base_dir, problems)
+        users.append((prefix, _complete(layer, _keys(User), prefix, environ, problems), layer))
+    devices: list[_Entry] = []
+    for prefix, table in _tables(raw, "devices", problems):
+        kind = table.get("type")
+        cls = _DEVICES.get(kind) if isinstance(kind, str) else None
+        keys = {"type": _TYPE_KEY, **_keys(cls or Device)}
+        for key in sorted(set(table) - set(keys)):  # a key of other types: say which
+            owners = [t for t, other in _DEVICES.items() if key in _keys(other)]
+            if owners and cls:
+                table = {k: v for k, v in table.items() if k != key}
+                problems.append(f"{prefix}{key}: not a key of {kind} devices (only of "
+                                f"{', '.join(owners)}); remove it")
+            elif owners:  # the type is missing or wrong: that problem is reported
+                table = {k: v for k, v in table.items() if k != key}
+        layer = _convert(table, keys, _prefixed(prefix), base_dir, problems)
+        devices.append((prefix, _complete(layer, keys, prefix, environ, problems), layer))
+
+    _check_sections(sections, layers, problems)
+    _check_devices(sections, users, devices, problems)
     if problems:
         raise ConfigError(problems, path)
-    return _make_config(sections, entries["users"], entries["devices"])
+    return _make_config(sections, users, devices)
 
 
-def _cross_check(sections: dict[str, dict[str, Any] | None], layers: dict[str, _Layer],
-                 users: list[_Entry], devices: list[_Entry], problems: list[str]) -> None:
-    """The checks that look at more than one value."""
-    agent, tls, proxy, mqtt = (sections[s] or {} for s in ("agent", "tls", "proxy", "mqtt"))
+def _check_sections(sections: dict[str, dict[str, Any]], layers: dict[str, _Layer],
+                    problems: list[str]) -> None:
+    tls, mqtt = sections.get("tls"), sections.get("mqtt")
     label = layers["agent"].get("listen", (None, "agent.listen"))[1]
-    seen: set[str] = set()
-    for index, spec in enumerate(agent["listen"] if agent["listen"] is not _BAD else ()):
-        if str(spec) in seen:
+    listen = sections["agent"]["listen"]
+    for index, spec in enumerate(listen if listen is not _BAD else ()):
+        if spec in listen[:index]:
             problems.append(f"{label}[{index}]: {_q(str(spec))} is listed twice; remove one")
-        seen.add(str(spec))
-        if spec.transport == "tls" and not (tls.get("certificate") and tls.get("key")):
+        if spec.transport == "tls" and not (tls and tls["certificate"] and tls["key"]):
             fix = "set tls.certificate and tls.key" if tls else "add [tls] with certificate and key"
             problems.append(f"{label}[{index}]: a tls listener needs a certificate and key; {fix}")
     if tls and (tls["certificate"] is None) != (tls["key"] is None):
         missing = "key" if tls["key"] is None else "certificate"
         problems.append(f"tls.{missing}: missing; set both tls.certificate and tls.key")
     if mqtt and mqtt["password"] is not None and mqtt["username"] is None:
-        problems.append("mqtt.username: missing; mqtt.password needs a username; set both")
+        problems.append("mqtt.username: missing; set it, the broker needs it with the password")
 
+
+def _check_devices(sections: dict[str, dict[str, Any]], users: list[_Entry],
+                   devices: list[_Entry], problems: list[str]) -> None:
     by_name: dict[str, _Entry] = {}
     by_pin: dict[int, str] = {}
     for entry in devices:
@@ -844,27 +815,25 @@ def _cross_check(sections: dict[str, dict[str, Any] | None], layers: dict[str, _
             problems.append(f"{prefix}pin: {pin} is already used by {by_pin[pin]}; "
                             "give each device its own pin")
         elif isinstance(pin, int):
-            by_pin[pin] = f"{prefix[:-1]} ({_q(name)})"
-        if values.get("password") is not None and not proxy:
-            problems.append(f"{prefix}password: only used to register through a proxy; "
+            by_pin[pin] = prefix[:-1] + (f" ({_q(name)})" if isinstance(name, str) else "")
+        if values.get("password") is not None and "proxy" not in sections:
+            problems.append(f"{prefix}password: only used to register through [proxy]; "
                             "add [proxy] or remove it")
         if values.get("active_state") is not None and "pull_up" in layer:
-            problems.append(f"{prefix}active_state: only applies without a pull resistor; "
+            problems.append(f"{prefix}active_state: only for an input without a pull resistor; "
                             "remove pull_up (the input then floats) or remove active_state")
     for prefix, values, _ in devices:
         strike = values.get("strike")
         if values.get("dtmf_code") not in (None, _BAD) and strike is None:
             problems.append(f"{prefix}strike: missing; dtmf_code opens a strike: name its relay")
-        if strike in (None, _BAD):
-            continue
-        target = by_name.get(strike)
-        if target is None or target[1]["type"] != "relay":
+        target = by_name.get(strike) if isinstance(strike, str) else None
+        if isinstance(strike, str) and (target is None or target[1]["type"] != "relay"):
             what = "not a device" if target is None else f"a {target[1]['type']}"
             problems.append(f"{prefix}strike: {_q(strike)} is {what}; name a relay device")
-        elif target[1]["pulse"] is None:
-            problems.append(f"{prefix}strike: relay {_q(strike)} has no pulse; "
-                            f"set pulse in {target[0][:-1]}, e.g. pulse = 2")
-
+        elif target and target[1]["pulse"] is None:
+            relay, where = target[1]["name"], target[0][:-1]
+            problems.append(f"{prefix}strike: relay {_q(relay)} has no pulse; "
+                            f"set one in {where}, e.g. pulse = 2")
     user_names: dict[str, str] = {}
     for prefix, values, _ in users:
         if values["name"] in user_names:
@@ -877,20 +846,19 @@ def _cross_check(sections: dict[str, dict[str, Any] | None], layers: dict[str, _
                 problems.append(f"{prefix}devices[{index}]: {_q(name)} is not a device; {fix}")
 
 
-def _make_config(sections: dict[str, dict[str, Any] | None], users: list[_Entry],
+def _make_config(sections: dict[str, dict[str, Any]], users: list[_Entry],
                  devices: list[_Entry]) -> Config:
-    agent, proxy = sections["agent"] or {}, sections["proxy"]
-    if proxy is not None and proxy["username"] is None:
-        proxy["username"] = agent["name"]
-    built = {name: values and _SECTIONS[name][0](**values) for name, values in sections.items()}
+    if "proxy" in sections and sections["proxy"]["username"] is None:
+        sections["proxy"]["username"] = sections["agent"]["name"]
+    built = {name: _SECTIONS[name](**values) for name, values in sections.items()}
     made: list[Device] = []
     for _, values, _ in devices:
-        cls = _DEVICE_TYPES[values.pop("type")][0]
+        cls = _DEVICES[values.pop("type")]
         if cls is DoorDevice and values["active_state"] is not None:
             values["pull_up"] = None
         made.append(cls(**values))
     return Config(
-        agent=built["agent"], proxy=built["proxy"], nat=built["nat"], tls=built["tls"],
-        mqtt=built["mqtt"], users=tuple(User(**values) for _, values, _ in users),
-        devices=tuple(made),
+        agent=built["agent"], proxy=built.get("proxy"), nat=built.get("nat"),
+        tls=built.get("tls"), mqtt=built.get("mqtt"), devices=tuple(made),
+        users=tuple(User(**values) for _, values, _ in users),
     )

@@ -19,7 +19,6 @@ from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRe
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
     COMPLETED,
-    INVITE_SERVER,
     PROCEEDING,
     ClientTransaction,
     ServerTransaction,
@@ -166,7 +165,12 @@ class Endpoint:
             if dialog is None:
                 self._reject(transaction, 481, None, (), now)
                 return
-            if not dialog.receive_request(request):
+            try:
+                in_order = dialog.receive_request(request)
+            except ParseError as error:  # a target refresh with a Contact it cannot read
+                self._reject(transaction, 400, error.reason, (), now)
+                return
+            if not in_order:
                 self._reject(transaction, 500, "CSeq Out of Order", (), now)
                 return
         self._emit(RequestReceived(request, transaction, (transport,) + tuple(source), dialog))
@@ -185,19 +189,24 @@ class Endpoint:
         self._emit(RequestReceived(request, None, (transport,) + tuple(source), dialog))
 
     def _receive_cancel(self, transaction, invite, now):
-        if invite is None or invite.state != PROCEEDING:
+        if invite is None:
             self._reject(transaction, 481, None, (), now)
             return
-        self.respond(transaction, 200, now=now)
-        if invite.last_response is None or invite.state == PROCEEDING:
-            tag = invite.to_tag or self.new_tag()
-            self.respond(invite, 487, now=now, to_tag=tag)
+        # A CANCEL that matches a transaction gets 200 whatever that one's state, with the
+        # To tag of the INVITE's responses (RFC 3261 section 9.2); it only has an effect
+        # while no final response was sent.
+        tag = invite.to_tag or self.new_tag()
+        self.respond(transaction, 200, now=now, to_tag=tag)
+        if invite.state != PROCEEDING:
+            return
+        self.respond(invite, 487, now=now, to_tag=tag)
         self._emit(RequestCancelled(invite.request, invite))
 
     def _receive_response(self, response, transport, source, now):
         try:
             via = response.top_via()
             key = (via.branch, response.cseq.method)
+            response.to  # a response without a readable To cannot be ACKed: drop it
         except ParseError as error:
             self._emit(MessageDropped(error.reason, (transport,) + tuple(source), None))
             return
@@ -214,7 +223,7 @@ class Endpoint:
         """Add received and fill rport on the top Via (section 18.2.1, RFC 3581)."""
         host, port = source[0], source[1]
         rport = via.rport
-        bare = host[1:-1] if via.host.startswith("[") else via.host
+        bare = via.host[1:-1] if via.host.startswith("[") else via.host
         if bare == host and rport is None:
             return
         via.set_param("received", host)
@@ -233,7 +242,7 @@ class Endpoint:
                 else:
                     field[1] = str(via)
                 break
-        request._index = None
+        request._changed()
 
     def _server_key(self, request, via):
         """Transaction key for a request (section 17.2.3, with the RFC 2543 fallback)."""
@@ -254,6 +263,7 @@ class Endpoint:
         if merge_key in self._merge_keys:
             return (482, None, ())
         self._merge_keys[merge_key] = transaction
+        transaction.merge_key = merge_key
         return None
 
     def _response_destination(self, via, transport, source):
@@ -303,8 +313,9 @@ class Endpoint:
         elif status == 415:
             fields.append(("Accept", ", ".join(capabilities.accept)))
             fields.append(("Accept-Encoding", "identity"))
+        request = transaction.request
         response = self.respond(transaction, status, reason, fields, now=now)
-        self._emit(RequestRejected(transaction.request, response, transaction.source))
+        self._emit(RequestRejected(request, response, transaction.source))
 
     def _reject_malformed(self, request, error, transport, source, now):
         """Answer a request that failed parsing, statelessly: no transaction is kept for
@@ -415,18 +426,8 @@ class Endpoint:
         if isinstance(transaction, ServerTransaction):
             if self.server_transactions.get(transaction.key) is transaction:
                 del self.server_transactions[transaction.key]
-            request = transaction.request
-            if request.method != "CANCEL" and transaction.machine is not INVITE_SERVER \
-                    or request.method == "INVITE":
-                self._drop_merge_key(transaction)
+            merge_key = transaction.merge_key
+            if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
+                del self._merge_keys[merge_key]
         elif self.client_transactions.get(transaction.key) is transaction:
             del self.client_transactions[transaction.key]
-
-    def _drop_merge_key(self, transaction):
-        request = transaction.request
-        try:
-            merge_key = (request.call_id, request.from_.tag, request.get("cseq"))
-        except ParseError:
-            return
-        if self._merge_keys.get(merge_key) is transaction:
-            del self._merge_keys[merge_key]

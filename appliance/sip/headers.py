@@ -39,19 +39,31 @@ COMPACT_FORMS = {
 }
 
 
+# Names seen before, mapped to their keys: header names repeat from message to message,
+# so each distinct spelling is lowered and checked once. Bounded against floods of
+# made-up names.
+_KEYS = {}
+_KEYS_MAX = 512
+
+
 def header_key(name):
     """The lookup key of a header name: lower case, compact forms expanded."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_KEYS) < _KEYS_MAX and is_token(name):
+            _KEYS[name] = key
+    return key
 
 
 def is_token(text):
-    if not text:
-        return False
-    for ch in text:
-        if ch not in _TOKEN_CHARS:
-            return False
-    return True
+    return bool(text) and _TOKEN_CHARS.issuperset(text)
+
+
+def is_header_name(name):
+    """True for a valid header name (a token); cheap for names seen before."""
+    return name in _KEYS or is_token(name)
 
 
 def split_quoted(text, sep):

@@ -8,7 +8,9 @@ exactly and structure is parsed only for the headers someone asks for.
 
 from .errors import ParseError
 from .headers import (
+    _KEYS,
     header_key,
+    is_header_name,
     is_token,
     parse_address,
     parse_cseq,
@@ -70,20 +72,43 @@ _COPIED = ("via", "from", "to", "call-id", "cseq")
 class Message:
     """Start line aside, requests and responses share headers and body."""
 
-    __slots__ = ("fields", "body", "_index")
+    __slots__ = ("fields", "body", "_index", "_parsed")
 
     def __init__(self, fields=None, body=b""):
         # Each field is [name as written, value as written]; order is kept.
         self.fields = fields if fields is not None else []
         self.body = body
         self._index = None
+        self._parsed = None  # header key -> parsed value, filled on first use
+
+    def _changed(self):
+        self._index = None
+        self._parsed = None
+
+    def _parse_once(self, key, parser, missing):
+        """Parse the first value of a header once; later calls return the same object
+        (treat it as read-only). Raises ParseError when it is missing or malformed."""
+        index = self._lookup()
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = {}
+        elif key in parsed:
+            return parsed[key]
+        values = index.get(key)
+        if not values:
+            raise ParseError(missing)
+        value = parser(values[0])
+        parsed[key] = value
+        return value
 
     def _lookup(self):
         index = self._index
         if index is None:
+            self._parsed = None
             index = {}
+            keys = _KEYS
             for name, value in self.fields:
-                key = header_key(name)
+                key = keys.get(name) or header_key(name)
                 if key in index:
                     index[key].append(value)
                 else:
@@ -95,7 +120,10 @@ class Message:
 
     def get(self, name, default=None):
         """The first value of a header, as written (any name form: `Call-ID`, `i`)."""
-        values = self._lookup().get(header_key(name))
+        index = self._index or self._lookup()
+        values = index.get(name)  # callers inside the core pass lookup keys already
+        if values is None:
+            values = index.get(header_key(name))
         return values[0] if values else default
 
     def get_all(self, name):
@@ -118,38 +146,22 @@ class Message:
 
     @property
     def cseq(self):
-        value = self.get("cseq")
-        if value is None:
-            raise ParseError("Missing CSeq")
-        return parse_cseq(value)
+        return self._parse_once("cseq", parse_cseq, "Missing CSeq")
 
     @property
     def from_(self):
-        value = self.get("from")
-        if value is None:
-            raise ParseError("Missing From")
-        return parse_address(value)
+        return self._parse_once("from", parse_address, "Missing From")
 
     @property
     def to(self):
-        value = self.get("to")
-        if value is None:
-            raise ParseError("Missing To")
-        return parse_address(value)
+        return self._parse_once("to", parse_address, "Missing To")
 
     def vias(self):
         """All Via values, parsed, top first."""
         return [parse_via(v) for v in self.get_list("via")]
 
     def top_via(self):
-        values = self._lookup().get("via")
-        if not values:
-            raise ParseError("Missing Via")
-        first = values[0]
-        comma = first.find(",")
-        if comma >= 0:
-            first = split_list(first)[0]
-        return parse_via(first)
+        return self._parse_once("via", _parse_top_via, "Missing Via")
 
     @property
     def content_type(self):
@@ -163,16 +175,16 @@ class Message:
 
     def add(self, name, value):
         self.fields.append([name, str(value)])
-        self._index = None
+        self._changed()
 
     def add_first(self, name, value):
         self.fields.insert(0, [name, str(value)])
-        self._index = None
+        self._changed()
 
     def remove(self, name):
         key = header_key(name)
         self.fields = [f for f in self.fields if header_key(f[0]) != key]
-        self._index = None
+        self._changed()
 
     def set(self, name, value):
         """Replace every value of a header with one, keeping the first one's position."""
@@ -189,7 +201,7 @@ class Message:
         if not placed:
             fields.append([name, str(value)])
         self.fields = fields
-        self._index = None
+        self._changed()
 
     def start_line(self):
         raise NotImplementedError
@@ -250,6 +262,12 @@ class Response(Message):
         return "<Response %d %s>" % (self.status, self.reason)
 
 
+def _parse_top_via(value):
+    if "," in value:
+        value = split_list(value)[0]
+    return parse_via(value)
+
+
 def _split_version(text):
     """Return (major, minor) of `SIP/x.y`, or None when it is not a SIP version at all."""
     if len(text) < 7 or text[:4].upper() != "SIP/":
@@ -295,7 +313,7 @@ def _parse_fields(lines):
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        if not colon or not is_token(name):
+        if not colon or not is_header_name(name):
             raise ParseError("Malformed header line")
         fields.append([name, value.strip(" \t")])
     return fields
@@ -360,11 +378,16 @@ def make_response(request, status, reason=None, to_tag=None, fields=None, body=b
     copied, a To tag added when given and the request had none, then `fields` and
     Content-Length."""
     out = []
+    keys = _KEYS
     for name, value in request.fields:
-        key = header_key(name)
+        key = keys.get(name) or header_key(name)
         if key in _COPIED:
             if key == "to" and to_tag is not None and status != 100:
-                if "tag" not in value.lower() or parse_address(value).tag is None:
+                try:
+                    tagged = "tag" in value.lower() and parse_address(value).tag is not None
+                except ParseError:
+                    tagged = True  # a To that cannot be read is copied as it is
+                if not tagged:
                     value = value + ";tag=" + to_tag
             out.append([name, value])
         elif key == "timestamp" and status == 100:

@@ -89,20 +89,18 @@ def status_class(status):
 
 
 class Transaction:
-    __slots__ = ("owner", "machine", "state", "request", "key", "reliable", "interval")
+    __slots__ = ("owner", "machine", "state", "request", "method", "key", "reliable",
+                 "interval")
 
     def __init__(self, owner, machine, state, request, key, reliable):
         self.owner = owner
         self.machine = machine
         self.state = state
         self.request = request
+        self.method = request.method
         self.key = key
         self.reliable = reliable
         self.interval = 0
-
-    @property
-    def method(self):
-        return self.request.method
 
     def _move(self, event):
         """Apply a transition; False (and no change) when `event` does not apply now."""
@@ -213,7 +211,7 @@ class ServerTransaction(Transaction):
     """Absorbs retransmitted requests, retransmits its last response, and for INVITE
     retransmits a non-2xx final response until the ACK (timers G, H, I)."""
 
-    __slots__ = ("source", "destination", "last_response", "to_tag")
+    __slots__ = ("source", "destination", "last_response", "to_tag", "merge_key")
 
     def __init__(self, owner, request, key, source, destination, reliable):
         invite = request.method == "INVITE"
@@ -229,6 +227,7 @@ class ServerTransaction(Transaction):
         self.destination = destination  # (transport, host, port, alternative or None)
         self.last_response = None
         self.to_tag = None
+        self.merge_key = None  # set by the endpoint for requests outside a dialog
 
     def start(self, now):
         if self.machine == INVITE_SERVER:
@@ -263,6 +262,10 @@ class ServerTransaction(Transaction):
         if klass == "1xx":
             return
         timers = self.owner.timers
+        if self.machine == NON_INVITE_SERVER:
+            # Completed needs only the response bytes: let the parsed request go, so that
+            # thousands of transactions waiting out timer J stay small.
+            self.request = None
         if self.machine == INVITE_SERVER:
             if klass == "300-699":
                 if not self.reliable:

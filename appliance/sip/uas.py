@@ -8,7 +8,6 @@ those.
 """
 
 from .errors import ParseError
-from .headers import parse_address, parse_cseq
 
 # Methods this UA recognises: a request for one of these that the UA does not serve gets
 # 405; any other method 501 (RFC 3261 sections 8.2.1 and 21.5.2). Both carry Allow.
@@ -38,9 +37,9 @@ def _syntax_problem(request):
     if not index["call-id"][0]:
         return "Empty Call-ID"
     try:
-        cseq = parse_cseq(index["cseq"][0])
-        parse_address(index["from"][0])
-        parse_address(index["to"][0])
+        cseq = request.cseq
+        request.from_
+        request.to
     except ParseError as error:
         return error.reason
     if cseq.method != request.method:
@@ -80,10 +79,11 @@ def check_request(request, capabilities):
     if uri.headers:
         return (400, "Headers not allowed in the Request-URI", ())
     if method != "ACK" and method != "CANCEL":
-        unsupported = [
-            tag for tag in request.get_list("require")
-            if tag.lower() not in capabilities.supported
-        ]
+        try:
+            required = request.get_list("require")
+        except ParseError as error:
+            return (400, error.reason, ())
+        unsupported = [tag for tag in required if tag.lower() not in capabilities.supported]
         if unsupported:
             return (420, None, (("Unsupported", ", ".join(unsupported)),))
     if request.body:

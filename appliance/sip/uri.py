@@ -18,21 +18,40 @@ _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 _TEL_CHARS = frozenset(_UNRESERVED + "%+#[]/:&$,=?")
 _SCHEME_CHARS = frozenset(_ALNUM + "+-.")
 _HEX = "0123456789abcdefABCDEF"
+_DIGITS = frozenset("0123456789")
+# RFC 2396 "reserved" (and "%" itself): escapes of these stay escapes when comparing, as
+# they are not equivalent to the character they encode (RFC 3261 section 19.1.4).
+_RESERVED = ";/?:@&=+$,%"
 
-# Parameters that make two URIs differ when only one of them has it (19.1.4).
-_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr")
+# Parameters that make two URIs differ when only one of them has it (19.1.4: "The same is
+# true for the transport-parameter, ttl-parameter, user-parameter, and method components";
+# and maddr).
+_SIGNIFICANT_PARAMS = ("transport", "user", "ttl", "method", "maddr")
+
+
+def is_digits(text):
+    """True for a non-empty run of ASCII digits. (`str.isdigit` also takes digits of other
+    scripts and superscripts, which `int` may then refuse with a ValueError.)"""
+    if not text:
+        return False
+    for ch in text:
+        if ch not in _DIGITS:
+            return False
+    return True
 
 
 def _check(text, allowed, what):
-    for ch in text:
-        if ch not in allowed:
-            raise ParseError("Invalid character %r in URI %s" % (ch, what))
+    if not allowed.issuperset(text):
+        for ch in text:
+            if ch not in allowed:
+                raise ParseError("Invalid character %r in URI %s" % (ch, what))
     if "%" in text:
         _unescape(text, what)
 
 
 def _unescape(text, what="component"):
-    """Decode %HH escapes; the result is used for comparison only."""
+    """Decode %HH escapes, except those of reserved characters, which are kept (in upper
+    case); the result is used for comparison only."""
     if "%" not in text:
         return text
     out = bytearray()
@@ -44,7 +63,11 @@ def _unescape(text, what="component"):
             pair = text[i + 1 : i + 3]
             if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
                 raise ParseError("Bad escape in URI %s" % what)
-            out.append(int(pair, 16))
+            code = int(pair, 16)
+            if chr(code) in _RESERVED:
+                out.extend(b"%" + pair.upper().encode())
+            else:
+                out.append(code)
             i += 3
         else:
             out.extend(ch.encode())
@@ -78,7 +101,7 @@ def parse_host(text):
         _check(host, _HOST_CHARS, "host")
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or len(port_text) > 5:
+        if not is_digits(port_text) or len(port_text) > 5:
             raise ParseError("Bad port %r" % port_text)
         port = int(port_text)
         if port > 65535:
