@@ -115,7 +115,8 @@ class Agent:
 
     def _log_transaction(self, request, source, response):
         log.info("%s %s from %s -> %d %s (Call-ID %s)", request.method, request.uri_text,
-                 _peer(source), response.status, response.reason, request.call_id)
+                 _peer(source), response.status, response.reason,
+                 request.call_id or "-")
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent to %s:\n%s", _peer(source), _printable(response))
 

@@ -401,6 +401,8 @@ class _Key:
 
 def _key(kind: _Type, default: Any = None, *, required: str | None = None,
          factory: Callable[[Mapping[str, str]], Any] | None = None) -> Any:
+    """A dataclass field carrying its config key. (It is a `dataclasses.field`, so RUF009's
+    shared-default worry does not apply where it is silenced.)"""
     key = _Key(kind, default, required, factory)
     if required:
         return dataclasses.field(metadata={"key": key})
@@ -765,12 +767,11 @@ def _build(raw: dict[str, Any], base_dir: str, environ: Mapping[str, str],
         keys = {"type": _TYPE_KEY, **_keys(cls or Device)}
         for key in sorted(set(table) - set(keys)):  # a key of other types: say which
             owners = [t for t, other in _DEVICES.items() if key in _keys(other)]
-            if owners and cls:
+            if owners:
                 table = {k: v for k, v in table.items() if k != key}
+            if owners and cls:  # without a valid type, the type's problem is enough
                 problems.append(f"{prefix}{key}: not a key of {kind} devices (only of "
                                 f"{', '.join(owners)}); remove it")
-            elif owners:  # the type is missing or wrong: that problem is reported
-                table = {k: v for k, v in table.items() if k != key}
         layer = _convert(table, keys, _prefixed(prefix), base_dir, problems)
         devices.append((prefix, _complete(layer, keys, prefix, environ, problems), layer))
 

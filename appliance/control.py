@@ -30,6 +30,7 @@ class ControlServer:
         self.agent = agent
         self.path = path
         self.server = None
+        self._clients = {}  # writer -> the task serving that connection
 
     async def start(self):
         directory = os.path.dirname(self.path)
@@ -53,6 +54,12 @@ class ControlServer:
     async def close(self):
         if self.server is not None:
             self.server.close()
+            # Hang up on connected clients: Python 3.12+ wait_closed() waits for them, and
+            # a task still reading when the loop ends logs a CancelledError traceback.
+            for writer in list(self._clients):
+                writer.close()
+            if self._clients:
+                await asyncio.wait(list(self._clients.values()), timeout=1.0)
             await self.server.wait_closed()
             try:
                 os.unlink(self.path)
@@ -60,6 +67,7 @@ class ControlServer:
                 pass
 
     async def _serve(self, reader, writer):
+        self._clients[writer] = asyncio.current_task()
         try:
             while True:
                 try:
@@ -73,6 +81,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._clients.pop(writer, None)
             writer.close()
 
     def handle(self, line):

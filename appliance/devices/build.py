@@ -1,5 +1,8 @@
 """Devices from configuration."""
 
+from gpiozero.exc import BadPinFactory
+
+from .base import DeviceError
 from .inputs import Doorbell, DoorSensor
 from .outputs import Intercom, Light, Relay
 
@@ -16,6 +19,16 @@ def pin_factory_for(simulate):
 
 def build_devices(configs, pin_factory):
     """A dict name -> Device for the [[devices]] of a config, in config order."""
+    try:
+        return _build_devices(configs, pin_factory)
+    except BadPinFactory as error:  # no GPIO here: say what to do, not a traceback
+        raise DeviceError(
+            "cannot drive the GPIO pins (%s); on a machine that is not a Raspberry Pi, set "
+            "simulate = true in [agent] or pass --simulate" % error
+        )
+
+
+def _build_devices(configs, pin_factory):
     devices = {}
     for config in configs:
         kind = config.type

@@ -8,6 +8,7 @@ thin).
 """
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -18,6 +19,10 @@ from .tcp import TcpConnections
 from .udp import UdpListener
 
 log = logging.getLogger(__name__)
+
+# Port 0 for UDP and TCP on one host gives both the port the kernel picked for the first;
+# when the second has it in use, all listeners pick again, at most this many times.
+SHARED_PORT_ATTEMPTS = 10
 
 
 def random_token(length):
@@ -55,23 +60,49 @@ class SipStack:
     async def start(self):
         """Bind every listen spec; UDP and TCP of one spec with port 0 share one port."""
         self._loop = asyncio.get_running_loop()
+        for attempt in range(SHARED_PORT_ATTEMPTS):
+            if await self._bind(last=attempt == SHARED_PORT_ATTEMPTS - 1):
+                return
+            await self._unbind()
+
+    async def _bind(self, last):
+        """Bind the listen specs; False when a port picked for one transport is in use
+        for the other (an outgoing TCP connection may hold it), so all must pick again."""
         chosen = {}
         for transport, host, port in self.listen:
-            if port == 0 and host in chosen:
+            shared = port == 0 and host in chosen
+            if shared:
                 port = chosen[host]
-            if transport == "udp":
-                listener = await UdpListener.open(self, host, port)
-                self._udp.append(listener)
-                port = listener.port
-            elif transport == "tcp":
-                port = await self._tcp.listen(host, port)
-            else:
-                raise ValueError("transport %r is not available yet" % transport)
+            try:
+                if transport == "udp":
+                    listener = await UdpListener.open(self, host, port)
+                    self._udp.append(listener)
+                    port = listener.port
+                elif transport == "tcp":
+                    port = await self._tcp.listen(host, port)
+                else:
+                    raise ValueError("transport %r is not available yet" % transport)
+            except OSError as error:
+                if shared and not last and error.errno == errno.EADDRINUSE:
+                    return False
+                raise
             chosen[host] = port
             self.bound.append((transport, host, port))
             local_host = self.advertise or _advertised_host(host)
             self.endpoint.local.setdefault(transport, (local_host, port))
             log.debug("listening on %s:%s:%d", transport, host, port)
+        return True
+
+    async def _unbind(self):
+        for listener in self._udp:
+            listener.close()
+        self._udp = []
+        for server in self._tcp.servers:
+            server.close()
+            await server.wait_closed()
+        self._tcp.servers = []
+        self.bound = []
+        self.endpoint.local = {}
 
     async def close(self):
         if self._timer is not None:

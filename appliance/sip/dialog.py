@@ -145,6 +145,8 @@ class Dialog:
     def next_hop(self, request):
         """The URI a request built by `create_request` is sent to: its first Route, or
         else its Request-URI (RFC 3261 section 8.1.2)."""
+        if self.route_set and not parse_address(self.route_set[0]).uri.has_param("lr"):
+            return request.uri  # a strict router: it is the Request-URI (section 8.1.2)
         routes = request.get_list("route")
         if routes:
             return parse_address(routes[0]).uri

@@ -14,17 +14,16 @@ response sent to it goes back over that connection (RFC 3261 section 18.2.2).
 import heapq
 
 from .dialog import dialog_id_for_request
-from .errors import ParseError
+from .errors import InvalidState, ParseError
 from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRejected
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
-    COMPLETED,
     PROCEEDING,
     ClientTransaction,
     ServerTransaction,
     TimerValues,
 )
-from .uas import check_request
+from .uas import check_extensions, check_request
 
 MAGIC_COOKIE = "z9hG4bK"
 RELIABLE = ("tcp", "tls", "ws", "wss")
@@ -153,6 +152,8 @@ class Endpoint:
         problem = check_request(request, self.capabilities)
         if problem is None:
             problem = self._check_merged(request, transaction)
+        if problem is None:
+            problem = check_extensions(request, self.capabilities)
         if problem is not None:
             self._reject(transaction, problem[0], problem[1], problem[2], now)
             return
@@ -293,9 +294,16 @@ class Endpoint:
 
         A final response to a request without a To tag gets `to_tag`, or a new tag.
         """
-        if to_tag is None and status > 100:
-            to_tag = transaction.to_tag or self.new_tag()
-        transaction.to_tag = to_tag
+        if transaction.request is None:
+            # A non-INVITE server transaction lets its request go with its final response.
+            raise InvalidState("cannot send %d: %r has sent its final response"
+                               % (status, transaction))
+        if status > 100:
+            # Every response after 100 carries one tag, the first one chosen.
+            to_tag = transaction.to_tag or to_tag or self.new_tag()
+            transaction.to_tag = to_tag
+        else:
+            to_tag = None
         if self.user_agent and status > 100:
             fields = list(fields) + [("Server", self.user_agent)]
         response = make_response(transaction.request, status, reason, to_tag, fields, body)
@@ -321,7 +329,7 @@ class Endpoint:
         """Answer a request that failed parsing, statelessly: no transaction is kept for
         input this broken. Without any Via there is no response to build: drop it."""
         if not request.has("via"):
-            self._emit(MessageDropped(error.reason + " (and no Via)",
+            self._emit(MessageDropped(error.reason,
                                       (transport,) + tuple(source), None))
             return
         try:
@@ -329,7 +337,7 @@ class Endpoint:
         except ParseError:
             destination = (transport, source[0], source[1], None)  # back where it came from
         response = make_response(request, error.status, error.reason, self.new_tag())
-        self._transmit(bytes(response), *destination)
+        self._transmit(response.to_bytes(), *destination)
         self._emit(RequestRejected(request, response, (transport,) + tuple(source)))
 
     def _trying(self, request):
@@ -361,7 +369,7 @@ class Endpoint:
         method = "INVITE" if request.method == "ACK" else request.method
         if request.method == "ACK":
             # An ACK for a 2xx is sent without a transaction (section 17.1.1.3).
-            self._transmit(bytes(request), transport, host, port)
+            self._transmit(request.to_bytes(), transport, host, port)
             return None
         key = (branch, method)
         transaction = ClientTransaction(
@@ -379,7 +387,7 @@ class Endpoint:
         for transaction in list(self.server_transactions.values()):
             destination = transaction.destination
             if destination[0] == transport and destination[1] == host \
-                    and destination[2] == port and transaction.state != COMPLETED:
+                    and destination[2] == port:
                 transaction.transport_error()
 
     # -- the outside world out ---------------------------------------------------------

@@ -6,7 +6,7 @@ structure on demand, so the fast path never pays for headers nobody reads.
 """
 
 from .errors import ParseError
-from .uri import parse_host, parse_uri
+from .uri import is_digits, parse_host, parse_uri
 
 _TOKEN_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -337,9 +337,11 @@ class CSeq:
 
 def parse_cseq(text):
     words = text.split()
-    if len(words) != 2 or not words[0].isdigit() or not is_token(words[1]):
+    if len(words) != 2 or not is_digits(words[0]) or not is_token(words[1]):
         raise ParseError("Malformed CSeq")
     number = int(words[0])
-    if number >= 2**31:
+    # RFC 3261 section 20.16: "expressible as a 32-bit unsigned integer" (the 2**31 limit
+    # of section 8.1.1.5 binds only the first number a UAC picks; RFC 4475 section 3.1.2.4).
+    if number >= 2**32:
         raise ParseError("CSeq number out of range")
     return CSeq(number, words[1])

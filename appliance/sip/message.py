@@ -1,7 +1,8 @@
 """SIP requests and responses: parsing, serialisation and responses built from requests
 (RFC 3261 sections 7, 8.2.6, 18.3, 20 and 25).
 
-`parse_message(data)` takes the bytes of one message; `bytes(message)` writes it back.
+`parse_message(data)` takes the bytes of one message; `message.to_bytes()` writes it back
+(`bytes(message)` too, on CPython: MicroPython does not call `__bytes__`).
 Header values stay text as written (folded lines joined), so a message round-trips
 exactly and structure is parsed only for the headers someone asks for.
 """
@@ -17,7 +18,7 @@ from .headers import (
     parse_via,
     split_list,
 )
-from .uri import parse_uri
+from .uri import is_digits, parse_uri
 
 SIP_VERSION = "SIP/2.0"
 CRLF = "\r\n"
@@ -273,7 +274,7 @@ def _split_version(text):
     if len(text) < 7 or text[:4].upper() != "SIP/":
         return None
     major, dot, minor = text[4:].partition(".")
-    if not dot or not major.isdigit() or not minor.isdigit():
+    if not dot or not is_digits(major) or not is_digits(minor):
         return None
     return int(major), int(minor)
 
@@ -284,7 +285,7 @@ def _parse_start_line(line):
         if len(parts) < 2 or _split_version(parts[0]) is None:
             raise ParseError("Malformed status line")
         status = parts[1]
-        if len(status) != 3 or not status.isdigit() or status[0] == "0":
+        if len(status) != 3 or not is_digits(status) or status[0] not in "123456":
             raise ParseError("Malformed status code")
         reason = parts[2] if len(parts) == 3 else ""
         return Response(int(status), reason, version=parts[0])
@@ -357,7 +358,7 @@ def parse_message(data, stream=False):
     length_text = message.get("content-length")
     if length_text is not None:
         length_text = length_text.strip()
-        if not length_text.isdigit():
+        if not is_digits(length_text):
             error = ParseError("Malformed Content-Length")
             error.message = message
             raise error
@@ -434,6 +435,7 @@ class StreamParser:
             if end < 0:
                 if len(buffer) > self.max_message:
                     raise ParseError("Headers too long")
+                _check_start(buffer)
                 break
             length = _stream_content_length(buffer[:end])
             total = end + 4 + length
@@ -445,6 +447,22 @@ class StreamParser:
             buffer = buffer[total:]
         self._buffer = buffer
         return out
+
+
+def _check_start(buffer):
+    """Refuse a stream early when its first bytes cannot begin a SIP message (a TLS hello
+    on the TCP port, binary junk), instead of buffering until the size limit."""
+    line_end = buffer.find(b"\r\n")
+    first = buffer if line_end < 0 else buffer[:line_end]
+    if line_end < 0 and first.endswith(b"\r"):
+        first = first[:-1]  # the CR of a line end still on its way
+    for byte in first[:256]:
+        if byte < 32 and byte != 9 or byte == 127:
+            raise ParseError("Not a SIP message")
+    if line_end >= 0:
+        upper = first.upper()
+        if not upper.startswith(b"SIP/") and b" SIP/" not in upper:
+            raise ParseError("Not a SIP start line")
 
 
 def _stream_content_length(head):

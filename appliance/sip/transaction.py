@@ -135,7 +135,7 @@ class ClientTransaction(Transaction):
             reliable,
         )
         self.destination = destination
-        self.data = bytes(request)
+        self.data = request.to_bytes()
         self.response = None
 
     def start(self, now):
@@ -156,7 +156,7 @@ class ClientTransaction(Transaction):
         if not self._move(klass):
             return
         if self.machine == INVITE_CLIENT and klass == "300-699":
-            self.owner._transmit(bytes(self._ack(response)), *self.destination)
+            self.owner._transmit(self._ack(response).to_bytes(), *self.destination)
             if absorbed:
                 return  # a retransmitted final response: ACK it again, tell nobody
             self._arm_completed("D", 32000, now)
@@ -256,7 +256,7 @@ class ServerTransaction(Transaction):
             raise InvalidState(
                 "cannot send %d in state %s of %s" % (response.status, state, self)
             )
-        self.last_response = bytes(response)
+        self.last_response = response.to_bytes()
         self._send()
         self._move(klass)
         if klass == "1xx":
@@ -282,7 +282,7 @@ class ServerTransaction(Transaction):
         if name == "100":
             if state == PROCEEDING and self.last_response is None:
                 trying = self.owner._trying(self.request)
-                self.last_response = bytes(trying)
+                self.last_response = trying.to_bytes()
                 self._send()
         elif name == "G" and state == COMPLETED:
             self._send()

@@ -1,13 +1,14 @@
 """The checks a UAS makes before its user sees a request (RFC 3261 section 8.2).
 
-`check_request(request, capabilities)` returns None for a request to pass on, or the
-answer it deserves as (status, reason or None, extra header fields). The order follows
-the RFC: syntax and version, method (8.2.1), Request-URI (8.2.2.1), extensions (8.2.2.3),
-content (8.2.3). Merged requests (8.2.2.2) need the transaction table: `Endpoint` checks
-those.
+`check_request(request, capabilities)` (syntax and version, method 8.2.1, Request-URI
+8.2.2.1) and then `check_extensions` (Require 8.2.2.3, content 8.2.3) each return None for
+a request to pass on, or the answer it deserves as (status, reason or None, extra header
+fields). Merged requests (8.2.2.2) come between the two and need the transaction table:
+`Endpoint` checks those.
 """
 
 from .errors import ParseError
+from .uri import is_digits
 
 # Methods this UA recognises: a request for one of these that the UA does not serve gets
 # 405; any other method 501 (RFC 3261 sections 8.2.1 and 21.5.2). Both carry Allow.
@@ -47,7 +48,7 @@ def _syntax_problem(request):
     max_forwards = index.get("max-forwards")
     if max_forwards is not None:
         value = max_forwards[0].strip()
-        if not value.isdigit() or int(value) > 255:
+        if not is_digits(value) or int(value) > 255:
             return "Malformed Max-Forwards"
     return None
 
@@ -78,6 +79,12 @@ def check_request(request, capabilities):
         return (416, None, ())
     if uri.headers:
         return (400, "Headers not allowed in the Request-URI", ())
+    return None
+
+
+def check_extensions(request, capabilities):
+    """Require (8.2.2.3) and content (8.2.3), after the merged-request check (8.2.2.2)."""
+    method = request.method
     if method != "ACK" and method != "CANCEL":
         try:
             required = request.get_list("require")

@@ -1,0 +1,453 @@
+"""The agent in-process, spoken to over real loopback UDP and TCP sockets.
+
+Requests are written out byte for byte; responses are read by a small reader of the test's
+own (tests/agent/support.py), not by the core's parser.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from appliance.agent import Agent
+from appliance.config import demo_config
+
+from .support import (
+    REPLY_WAIT,
+    Reply,
+    options_request,
+    read_stream_message,
+    run,
+    via_params,
+    wait_until,
+)
+
+DEMO_DEVICES = ("frontdoor", "porch", "strike", "doorbell", "intercom")
+
+
+def _config(tmp_path, **overrides):
+    settings = {
+        "agent.listen": ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+        "agent.control": str(tmp_path / "control.sock"),
+    }
+    settings.update(overrides)
+    return demo_config(overrides=settings, environ={})
+
+
+@contextlib.asynccontextmanager
+async def running_agent(tmp_path, **overrides):
+    agent = Agent(_config(tmp_path, **overrides))
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.close()
+
+
+def agent_port(agent):
+    """The port the agent listens on, as `status` reports it (UDP and TCP share it)."""
+    listen = agent.status()["agent"]["listen"]
+    ports = {int(spec.rpartition(":")[2]) for spec in listen}
+    assert len(ports) == 1, listen
+    (port,) = ports
+    assert port != 0
+    return port
+
+
+class UdpPeer:
+    """A UDP socket on loopback that sends hand-written requests and reads replies."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.loop = asyncio.get_running_loop()
+
+    async def send(self, data, port):
+        await self.loop.sock_sendto(self.sock, data, ("127.0.0.1", port))
+
+    async def receive(self, timeout=REPLY_WAIT):
+        data, address = await asyncio.wait_for(self.loop.sock_recvfrom(self.sock, 65535), timeout)
+        return data, address
+
+    async def nothing_for(self, seconds):
+        """True when no datagram arrives within `seconds`."""
+        try:
+            data, _ = await self.receive(seconds)
+        except TimeoutError:
+            return True
+        pytest.fail("expected no datagram, got %r" % data)
+
+    def close(self):
+        self.sock.close()
+
+
+@contextlib.asynccontextmanager
+async def udp_peer():
+    peer = UdpPeer()
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+# -- UDP ---------------------------------------------------------------------------------
+
+
+def test_options_to_a_device_answers_200_with_its_capabilities(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            uri = "sip:porch@127.0.0.1:%d" % port
+            # The Via names a port nothing listens on; with rport the answer must come
+            # back to the port the request was sent from (RFC 3581).
+            request = options_request(uri, "UDP 127.0.0.1:9;rport", "opt-1@test", "z9hG4bK-opt-1")
+            await peer.send(request, port)
+            data, source = await peer.receive()
+            reply = Reply(data)
+
+            assert source == ("127.0.0.1", port)
+            assert (reply.status, reply.reason) == (200, "OK")
+            assert "OPTIONS" in reply.tokens("Allow")
+            assert "application/sdp" in reply.tokens("Accept")
+            assert reply.get("Call-ID") == "opt-1@test"
+            assert reply.get("CSeq") == "1 OPTIONS"
+            assert reply.get("From") == "<sip:tester@127.0.0.1>;tag=f7a1"
+            to = reply.get("To")
+            assert to.startswith("<%s>;tag=" % uri) and len(to) > len("<%s>;tag=" % uri)
+            sent_by, params = via_params(reply.get("Via"))
+            assert sent_by == "SIP/2.0/UDP 127.0.0.1:9"
+            assert params == {
+                "branch": "z9hG4bK-opt-1",
+                "rport": str(peer.port),
+                "received": "127.0.0.1",
+            }
+            assert reply.get("Content-Length") == "0" and reply.body == b""
+
+    run(body())
+
+
+def test_without_rport_the_answer_goes_to_the_via_port(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as sender, udp_peer() as via_port:
+            port = agent_port(agent)
+            via = "UDP 127.0.0.1:%d" % via_port.port
+            request = options_request(
+                "sip:porch@127.0.0.1:%d" % port, via, "opt-2@test", "z9hG4bK-opt-2"
+            )
+            await sender.send(request, port)
+            data, _ = await via_port.receive()
+            reply = Reply(data)
+            assert reply.status == 200
+            # The Via is returned as sent: its host is the source, there is no rport.
+            assert reply.get("Via") == "SIP/2.0/%s;branch=z9hG4bK-opt-2" % via
+            assert await sender.nothing_for(0.2)
+
+    run(body())
+
+
+def test_options_to_an_unknown_user_is_404(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            request = options_request(
+                "sip:garage@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "unknown@test",
+                "z9hG4bK-unknown",
+            )
+            await peer.send(request, port)
+            data, _ = await peer.receive()
+            reply = Reply(data)
+            assert (reply.status, reply.reason) == (404, "Not Found")
+            assert ";tag=" in reply.get("To")
+            assert reply.get("Call-ID") == "unknown@test"
+
+    run(body())
+
+
+def test_message_to_a_device_is_405_with_allow(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            request = options_request(
+                "sip:porch@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "message@test",
+                "z9hG4bK-message",
+                method="MESSAGE",
+                body=b"on",
+                content_type="text/plain",
+            )
+            await peer.send(request, port)
+            data, _ = await peer.receive()
+            reply = Reply(data)
+            assert (reply.status, reply.reason) == (405, "Method Not Allowed")
+            allow = reply.tokens("Allow")
+            assert "OPTIONS" in allow and "MESSAGE" not in allow
+            assert reply.get("CSeq") == "1 MESSAGE"
+
+    run(body())
+
+
+def test_an_unknown_method_is_501_with_allow(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            request = options_request(
+                "sip:porch@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "frob@test",
+                "z9hG4bK-frob",
+                method="FROBNICATE",
+            )
+            await peer.send(request, port)
+            data, _ = await peer.receive()
+            reply = Reply(data)
+            assert (reply.status, reply.reason) == (501, "Not Implemented")
+            assert "OPTIONS" in reply.tokens("Allow")
+            assert reply.get("CSeq") == "1 FROBNICATE"
+
+    run(body())
+
+
+def test_a_retransmitted_options_gets_the_same_bytes_and_counts_once(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            before = agent.status()["sip"]["requests"]
+            request = options_request(
+                "sip:frontdoor@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "again@test",
+                "z9hG4bK-again",
+            )
+            await peer.send(request, port)
+            first, _ = await peer.receive()
+            await peer.send(request, port)
+            second, _ = await peer.receive()
+            assert Reply(first).status == 200
+            assert second == first  # the transaction resends its answer, To tag and all
+            assert agent.status()["sip"]["requests"] == before + 1
+
+    run(body())
+
+
+def test_a_datagram_of_random_bytes_gets_no_answer_and_the_agent_carries_on(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            junk = random.Random(4475).randbytes(300)
+            await peer.send(junk, port)
+            assert await peer.nothing_for(0.3)
+            assert agent.status()["sip"]["dropped"] == 1
+            request = options_request(
+                "sip:porch@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "after@test",
+                "z9hG4bK-after",
+            )
+            await peer.send(request, port)
+            data, _ = await peer.receive()
+            reply = Reply(data)
+            assert reply.status == 200 and reply.get("Call-ID") == "after@test"
+
+    run(body())
+
+
+# -- TCP ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def tcp_connection(port):
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), REPLY_WAIT)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+def _tcp_via(writer):
+    return "TCP 127.0.0.1:%d" % writer.get_extra_info("sockname")[1]
+
+
+def test_tcp_two_requests_on_one_connection_are_both_answered_on_it(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            port = agent_port(agent)
+            async with tcp_connection(port) as (reader, writer):
+                via = _tcp_via(writer)
+                first = options_request(
+                    "sip:porch@127.0.0.1:%d" % port, via, "tcp-1@test", "z9hG4bK-tcp-1"
+                )
+                second = options_request(
+                    "sip:garage@127.0.0.1:%d" % port, via, "tcp-2@test", "z9hG4bK-tcp-2", cseq=2
+                )
+                writer.write(first + second)  # pipelined in one write
+                await writer.drain()
+                replies = [Reply(await read_stream_message(reader)) for _ in range(2)]
+            by_call = {reply.get("Call-ID"): reply for reply in replies}
+            assert by_call["tcp-1@test"].status == 200
+            assert by_call["tcp-2@test"].status == 404
+            assert by_call["tcp-2@test"].get("CSeq") == "2 OPTIONS"
+            for reply in replies:
+                assert reply.get("Via").startswith("SIP/2.0/" + via + ";")
+
+    run(body())
+
+
+def test_tcp_a_request_written_one_byte_at_a_time_is_answered(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            port = agent_port(agent)
+            async with tcp_connection(port) as (reader, writer):
+                writer.get_extra_info("socket").setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+                )
+                request = options_request(
+                    "sip:porch@127.0.0.1:%d" % port,
+                    _tcp_via(writer),
+                    "bytewise@test",
+                    "z9hG4bK-bytewise",
+                )
+                for index in range(len(request)):
+                    writer.write(request[index : index + 1])
+                    await writer.drain()
+                    await asyncio.sleep(0.001)  # let the agent read each byte on its own
+                reply = Reply(await read_stream_message(reader))
+            assert reply.status == 200 and reply.get("Call-ID") == "bytewise@test"
+
+    run(body())
+
+
+def test_tcp_garbage_closes_that_connection_and_udp_still_works(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent, udp_peer() as peer:
+            port = agent_port(agent)
+            async with tcp_connection(port) as (reader, writer):
+                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # no Content-Length
+                await writer.drain()
+                assert await asyncio.wait_for(reader.read(), REPLY_WAIT) == b""  # closed
+            request = options_request(
+                "sip:porch@127.0.0.1:%d" % port,
+                "UDP 127.0.0.1:%d;rport" % peer.port,
+                "udp-after@test",
+                "z9hG4bK-udp-after",
+            )
+            await peer.send(request, port)
+            data, _ = await peer.receive()
+            assert Reply(data).status == 200
+            # ... and a new TCP connection is served too.
+            async with tcp_connection(port) as (reader, writer):
+                writer.write(
+                    options_request(
+                        "sip:porch@127.0.0.1:%d" % port,
+                        _tcp_via(writer),
+                        "tcp-after@test",
+                        "z9hG4bK-tcp-after",
+                    )
+                )
+                await writer.drain()
+                assert Reply(await read_stream_message(reader)).status == 200
+
+    run(body())
+
+
+# -- status and devices --------------------------------------------------------------------
+
+
+def test_status_lists_the_demo_devices_at_the_bound_port(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            port = agent_port(agent)
+            status = agent.status()
+        assert list(status["devices"]) == list(DEMO_DEVICES)
+        for name, device in status["devices"].items():
+            assert device["uri"] == "sip:%s@127.0.0.1:%d" % (name, port)
+        assert status["agent"]["listen"] == ["udp:127.0.0.1:%d" % port, "tcp:127.0.0.1:%d" % port]
+        assert status["devices"]["frontdoor"] == {
+            "type": "door",
+            "state": "closed",
+            "uri": "sip:frontdoor@127.0.0.1:%d" % port,
+        }
+        assert status["devices"]["porch"]["brightness"] == 0
+
+    run(body())
+
+
+def test_a_configured_domain_is_the_host_of_the_device_uris(tmp_path):
+    async def body():
+        async with running_agent(tmp_path, **{"agent.domain": "home.arpa"}) as agent:
+            status = agent.status()
+        assert status["devices"]["porch"]["uri"] == "sip:porch@home.arpa"
+
+    run(body())
+
+
+def test_simulated_door_opens_and_the_change_is_logged(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="appliance")
+
+    def logged(text):
+        return any(text in record.getMessage() for record in caplog.records)
+
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            assert agent.status()["devices"]["frontdoor"]["state"] == "closed"
+            shown = agent.simulate("frontdoor", "open")
+            assert shown["state"] == "open"
+            assert agent.status()["devices"]["frontdoor"]["state"] == "open"
+            # gpiozero calls back on its own thread; the agent hops onto the loop and logs.
+            assert await wait_until(lambda: logged("frontdoor (door): open"))
+            agent.simulate("frontdoor", "closed")
+            assert agent.status()["devices"]["frontdoor"]["state"] == "closed"
+            assert await wait_until(lambda: logged("frontdoor (door): closed"))
+
+    run(body())
+
+
+def test_simulated_doorbell_press_is_counted(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            agent.simulate("doorbell", "press")
+            doorbell = lambda: agent.status()["devices"]["doorbell"]
+            assert await wait_until(lambda: doorbell()["presses"] == 1)
+            assert await wait_until(lambda: doorbell()["state"] == "idle")  # released
+
+    run(body())
+
+
+def test_simulate_rejects_an_unknown_device_and_a_bad_state(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            with pytest.raises(ValueError) as unknown:
+                agent.simulate("garage", "open")
+            assert str(unknown.value) == (
+                "no device 'garage'; devices: frontdoor, porch, strike, doorbell, intercom"
+            )
+            with pytest.raises(Exception) as bad_state:
+                agent.simulate("frontdoor", "ajar")
+            assert str(bad_state.value) == "a door is 'open' or 'closed', not 'ajar'"
+            with pytest.raises(Exception) as no_input:
+                agent.simulate("porch", "on")
+            assert "porch" in str(no_input.value) and "no input" in str(no_input.value)
+            assert agent.status()["devices"]["frontdoor"]["state"] == "closed"
+
+    run(body())
+
+
+def test_simulate_refuses_on_an_agent_with_real_pins(tmp_path):
+    # simulate = false, with gpiozero's MockFactory injected so no board is needed (PWM
+    # pins: the demo's porch light is dimmable).
+    config = _config(tmp_path, **{"agent.simulate": False})
+    agent = Agent(config, pin_factory=MockFactory(pin_class=MockPWMPin))
+    try:
+        with pytest.raises(ValueError) as refused:
+            agent.simulate("frontdoor", "open")
+        assert "simulate = true" in str(refused.value)
+    finally:
+        run(agent.close())
