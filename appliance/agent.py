@@ -13,6 +13,7 @@ from . import __version__
 from .devices import build_devices
 from .devices.build import pin_factory_for
 from .net.stack import SipStack
+from .redact import mask_uri_passwords, printable_message
 from .sip.endpoint import Capabilities
 from .sip.events import MessageDropped, RequestReceived, RequestRejected, ResponseReceived
 
@@ -57,7 +58,7 @@ class Agent:
         """The host of the device URIs: the configured domain, else the first listener."""
         if self.config.agent.domain:
             return self.config.agent.domain
-        transport, host, port = self.stack.bound[0]
+        transport, _, port = self.stack.bound[0]
         local_host = self.stack.endpoint.local[transport][0]
         return "%s:%d" % (local_host, port)
 
@@ -83,7 +84,7 @@ class Agent:
         request = event.request
         self.counters["requests"] += 1
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("received from %s:\n%s", _peer(event.source), _printable(request))
+            log.debug("received from %s:\n%s", _peer(event.source), printable_message(request))
         if event.transaction is None:
             return  # an ACK within a dialog: nothing to answer
         user = request.uri.user
@@ -114,11 +115,12 @@ class Agent:
         return response
 
     def _log_transaction(self, request, source, response):
-        log.info("%s %s from %s -> %d %s (Call-ID %s)", request.method, request.uri_text,
+        log.info("%s %s from %s -> %d %s (Call-ID %s)", request.method,
+                 mask_uri_passwords(request.uri_text),
                  _peer(source), response.status, response.reason,
                  request.call_id or "-")
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("sent to %s:\n%s", _peer(source), _printable(response))
+            log.debug("sent to %s:\n%s", _peer(source), printable_message(response))
 
     # -- devices -------------------------------------------------------------------------
 
@@ -176,15 +178,3 @@ def _peer(source):
 
 def _describe(data):
     return "%d bytes" % len(data) if data else "message"
-
-
-def _printable(message):
-    """A message for the debug log, with credentials masked."""
-    lines = bytes(message).decode("utf-8", "replace").split("\r\n")
-    out = []
-    for line in lines:
-        name = line.partition(":")[0].strip().lower()
-        if name in ("authorization", "proxy-authorization"):
-            line = line.partition(":")[0] + ": ********"
-        out.append(line)
-    return "\n".join(out)

@@ -8,8 +8,10 @@ import os
 import signal
 import sys
 
-from . import __version__, config as config_module
-from .control import ControlError, ControlServer, request as control_request
+from . import __version__
+from . import config as config_module
+from .control import ControlError, ControlServer
+from .control import request as control_request
 from .errors import ApplianceError
 
 log = logging.getLogger("appliance")
@@ -138,7 +140,7 @@ async def _run(config, demo):
         raise ApplianceError(
             "cannot listen on %s: %s; pick another with --listen, e.g. udp:0.0.0.0:5070"
             % (", ".join(str(s) for s in config.agent.listen), error.strerror or error)
-        )
+        ) from None
     try:
         await control.start()
         _print_banner(agent, config, demo)

@@ -4,12 +4,12 @@ import asyncio
 import socket
 
 from .agent import USER_AGENT
+from .errors import ApplianceError
 from .net.stack import SipStack
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.message import Request
 from .sip.uri import parse_uri
-from .errors import ApplianceError
 
 
 class ClientError(ApplianceError):
@@ -28,7 +28,9 @@ def _target(uri_text, what):
     try:
         uri = parse_uri(uri_text)
     except ParseError as error:
-        raise ClientError("%s %r is not a SIP URI: %s" % (what, uri_text, error.reason))
+        raise ClientError(
+            "%s %r is not a SIP URI: %s" % (what, uri_text, error.reason)
+        ) from None
     if uri.scheme == "tel":
         raise ClientError("%s %r: a tel: URI needs a --proxy to route it" % (what, uri_text))
     return uri
@@ -47,7 +49,7 @@ async def resolve(uri):
     try:
         infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_DGRAM)
     except socket.gaierror as error:
-        raise ClientError("cannot resolve %s: %s" % (host, error.strerror))
+        raise ClientError("cannot resolve %s: %s" % (host, error.strerror)) from None
     address = infos[0][4][0]
     return transport, address, port
 
@@ -75,14 +77,13 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
         elif isinstance(event, TransportFailed):
             done.set_result(Result(error="cannot reach %s over %s" % (uri_text, transport)))
 
-    stack = SipStack(specs, on_event)
+    # To a peer on this machine, say so in Via and From rather than naming the LAN address.
+    advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
+    stack = SipStack(specs, on_event, advertise=advertise)
     await stack.start()
     try:
         endpoint = stack.endpoint
-        local_host, local_port = endpoint.local.get(transport, endpoint.local["udp"])
-        if address in ("127.0.0.1", "::1"):
-            local_host = "[::1]" if address == "::1" else "127.0.0.1"
-            endpoint.local = {t: (local_host, p) for t, (_, p) in endpoint.local.items()}
+        local_host = endpoint.local.get(transport, endpoint.local["udp"])[0]
         sender = from_uri or "sip:appliance@%s" % local_host
         request_fields = [
             ["Max-Forwards", "70"],
@@ -100,7 +101,7 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
         stack.send_request(request, (transport, address, port))
         try:
             return await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Result(error="no final response from %s within %gs" % (uri_text, timeout))
     finally:
         await stack.close()

@@ -111,8 +111,8 @@ async def _reply(writer, obj):
 
 async def _answers(path):
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
-    except (OSError, asyncio.TimeoutError):
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
+    except (TimeoutError, OSError):
         return False
     writer.close()
     return True
@@ -122,11 +122,11 @@ async def request(path, obj, timeout=5.0):
     """Send one request to a running agent and return its reply (ControlError if none)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-    except (OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError) as error:
         raise ControlError(
             "cannot reach the agent at %s (%s); is `appliance run` running? Pass --control "
             "PATH if it uses another socket" % (path, getattr(error, "strerror", None) or error)
-        )
+        ) from None
     try:
         writer.write(json.dumps(obj).encode() + b"\n")
         await writer.drain()

@@ -25,7 +25,7 @@ def build_devices(configs, pin_factory):
         raise DeviceError(
             "cannot drive the GPIO pins (%s); on a machine that is not a Raspberry Pi, set "
             "simulate = true in [agent] or pass --simulate" % error
-        )
+        ) from None
 
 
 def _build_devices(configs, pin_factory):

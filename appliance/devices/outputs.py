@@ -23,7 +23,7 @@ class Light(Device):
 
     @property
     def brightness(self):
-        return int(round(float(self.output.value) * 100))
+        return round(float(self.output.value) * 100)
 
     def status(self):
         return {"type": self.type, "state": self.state, "brightness": self.brightness}

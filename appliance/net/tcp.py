@@ -24,7 +24,6 @@ class TcpConnection(asyncio.Protocol):
         self.peer = None
         self.parser = StreamParser(MAX_MESSAGE)
         self.last_used = 0.0
-        self.ready = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport):
         self.transport = transport
@@ -35,8 +34,6 @@ class TcpConnection(asyncio.Protocol):
         )
         self.touch()
         self.owner.connections[self.peer] = self
-        if not self.ready.done():
-            self.ready.set_result(self)
 
     def touch(self):
         self.last_used = asyncio.get_running_loop().time()
@@ -60,8 +57,6 @@ class TcpConnection(asyncio.Protocol):
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
             self.owner.stack.connection_lost("tcp", self.peer[0], self.peer[1])
-        if not self.ready.done():
-            self.ready.set_exception(exc or ConnectionError("closed"))
 
     def send(self, data):
         self.touch()
@@ -112,7 +107,7 @@ class TcpConnections:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(lambda: TcpConnection(self), key[0], key[1]), 10.0
             )
-        except (OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError) as error:
             self._pending.pop(key, None)
             log.info("TCP connection to %s:%d failed: %s", key[0], key[1], error)
             self.stack.connection_lost("tcp", datagram.host, datagram.port)

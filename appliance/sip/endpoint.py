@@ -109,27 +109,31 @@ class Endpoint:
     # -- the outside world in ----------------------------------------------------------
 
     def receive(self, data, transport, source, now):
-        """Take the bytes of one message (a datagram, or one framed from a stream)."""
+        """Take the bytes of one message (a datagram, or one framed from a stream).
+
+        Input from the network never raises: what cannot be answered becomes a
+        MessageDropped event."""
+        peer = (transport, source[0], source[1])
         try:
             message = parse_message(data, transport in RELIABLE)
         except ParseError as error:
-            if error.message is not None and isinstance(error.message, Request):
-                self._reject_malformed(error.message, error, transport, source, now)
+            if isinstance(error.message, Request):
+                self._reject_malformed(error.message, error, peer)
             else:
-                self._emit(MessageDropped(error.reason, (transport,) + tuple(source), data))
+                self._emit(MessageDropped(error.reason, peer, data))
             return
         if isinstance(message, Response):
-            self._receive_response(message, transport, source, now)
+            self._receive_response(message, peer, now)
         else:
-            self._receive_request(message, transport, source, now)
+            self._receive_request(message, peer, now)
 
-    def _receive_request(self, request, transport, source, now):
+    def _receive_request(self, request, peer, now):
         try:
             via = request.top_via()
-            self._stamp_via(request, via, source)
+            self._stamp_via(request, via, peer)
             key = self._server_key(request, via)
         except ParseError as error:
-            self._reject_malformed(request, error, transport, source, now)
+            self._reject_malformed(request, error, peer)
             return
         transaction = self.server_transactions.get(key)
         if transaction is not None:
@@ -137,15 +141,14 @@ class Endpoint:
             return
         method = request.method
         if method == "ACK":
-            self._receive_ack(request, transport, source)
+            self._receive_ack(request, peer)
             return
         if method == "CANCEL":
             # A CANCEL matches the INVITE transaction with its branch (section 9.2).
             invite = self.server_transactions.get(key[:-1] + ("INVITE",))
-        destination = self._response_destination(via, transport, source)
         transaction = ServerTransaction(
-            self, request, key, (transport,) + tuple(source), destination,
-            transport in RELIABLE,
+            self, request, key, peer, self._response_destination(via, peer),
+            peer[0] in RELIABLE,
         )
         self.server_transactions[key] = transaction
         transaction.start(now)
@@ -174,20 +177,19 @@ class Endpoint:
             if not in_order:
                 self._reject(transaction, 500, "CSeq Out of Order", (), now)
                 return
-        self._emit(RequestReceived(request, transaction, (transport,) + tuple(source), dialog))
+        self._emit(RequestReceived(request, transaction, peer, dialog))
 
-    def _receive_ack(self, request, transport, source):
+    def _receive_ack(self, request, peer):
         """An ACK that matched no transaction acknowledges a 2xx: it belongs to a dialog."""
         try:
             dialog = self.dialogs.get(dialog_id_for_request(request))
         except ParseError as error:
-            self._emit(MessageDropped(error.reason, (transport,) + tuple(source), None))
+            self._emit(MessageDropped(error.reason, peer, None))
             return
         if dialog is None:
-            self._emit(MessageDropped("ACK outside any dialog", (transport,) + tuple(source),
-                                      None))
+            self._emit(MessageDropped("ACK outside any dialog", peer, None))
             return
-        self._emit(RequestReceived(request, None, (transport,) + tuple(source), dialog))
+        self._emit(RequestReceived(request, None, peer, dialog))
 
     def _receive_cancel(self, transaction, invite, now):
         if invite is None:
@@ -203,26 +205,24 @@ class Endpoint:
         self.respond(invite, 487, now=now, to_tag=tag)
         self._emit(RequestCancelled(invite.request, invite))
 
-    def _receive_response(self, response, transport, source, now):
+    def _receive_response(self, response, peer, now):
         try:
-            via = response.top_via()
-            key = (via.branch, response.cseq.method)
-            response.to  # a response without a readable To cannot be ACKed: drop it
+            key = (response.top_via().branch, response.cseq.method)
+            response.to  # noqa: B018 - parsed now: one without a readable To cannot be ACKed
         except ParseError as error:
-            self._emit(MessageDropped(error.reason, (transport,) + tuple(source), None))
+            self._emit(MessageDropped(error.reason, peer, None))
             return
         transaction = self.client_transactions.get(key)
         if transaction is None:
-            # A stray response (or a retransmitted 2xx to INVITE; that is issue of the
-            # dialog, which asks for those through `dialogs`).
-            self._emit(MessageDropped("response matches no transaction",
-                                      (transport,) + tuple(source), None))
+            # A stray response, or a 2xx to INVITE retransmitted after its transaction
+            # ended (the dialog's business, once calls exist).
+            self._emit(MessageDropped("response matches no transaction", peer, None))
             return
         transaction.receive_response(response, now)
 
-    def _stamp_via(self, request, via, source):
+    def _stamp_via(self, request, via, peer):
         """Add received and fill rport on the top Via (section 18.2.1, RFC 3581)."""
-        host, port = source[0], source[1]
+        host, port = peer[1], peer[2]
         rport = via.rport
         bare = via.host[1:-1] if via.host.startswith("[") else via.host
         if bare == host and rport is None:
@@ -267,18 +267,17 @@ class Endpoint:
         transaction.merge_key = merge_key
         return None
 
-    def _response_destination(self, via, transport, source):
+    def _response_destination(self, via, peer):
         """Where responses go (section 18.2.2, RFC 3581): the connection for a stream;
         received/rport (else sent-by port) for a datagram; maddr when present."""
-        default_port = DEFAULT_PORTS.get(transport, 5060)
-        sent_port = via.port if via.port is not None else default_port
+        transport, host, port = peer
+        sent_port = via.port if via.port is not None else DEFAULT_PORTS.get(transport, 5060)
         if transport in RELIABLE:
-            return (transport, source[0], source[1], (source[0], sent_port))
+            return (transport, host, port, (host, sent_port))
         maddr = via.param("maddr")
         if maddr:
             return (transport, maddr, sent_port, None)
-        port = source[1] if via.rport is not None else sent_port
-        return (transport, source[0], port, None)
+        return (transport, host, port if via.rport is not None else sent_port, None)
 
     def add_dialog(self, dialog):
         self.dialogs[dialog.id] = dialog
@@ -325,20 +324,19 @@ class Endpoint:
         response = self.respond(transaction, status, reason, fields, now=now)
         self._emit(RequestRejected(request, response, transaction.source))
 
-    def _reject_malformed(self, request, error, transport, source, now):
+    def _reject_malformed(self, request, error, peer):
         """Answer a request that failed parsing, statelessly: no transaction is kept for
         input this broken. Without any Via there is no response to build: drop it."""
         if not request.has("via"):
-            self._emit(MessageDropped(error.reason,
-                                      (transport,) + tuple(source), None))
+            self._emit(MessageDropped(error.reason, peer, None))
             return
         try:
-            destination = self._response_destination(request.top_via(), transport, source)
+            destination = self._response_destination(request.top_via(), peer)
         except ParseError:
-            destination = (transport, source[0], source[1], None)  # back where it came from
+            destination = peer + (None,)  # back where it came from
         response = make_response(request, error.status, error.reason, self.new_tag())
         self._transmit(response.to_bytes(), *destination)
-        self._emit(RequestRejected(request, response, (transport,) + tuple(source)))
+        self._emit(RequestRejected(request, response, peer))
 
     def _trying(self, request):
         return make_response(request, 100)

@@ -42,7 +42,7 @@ COMPACT_FORMS = {
 # Names seen before, mapped to their keys: header names repeat from message to message,
 # so each distinct spelling is lowered and checked once. Bounded against floods of
 # made-up names.
-_KEYS = {}
+_KEYS = {}  # type: dict[str, str]
 _KEYS_MAX = 512
 
 

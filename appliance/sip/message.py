@@ -359,14 +359,10 @@ def parse_message(data, stream=False):
     if length_text is not None:
         length_text = length_text.strip()
         if not is_digits(length_text):
-            error = ParseError("Malformed Content-Length")
-            error.message = message
-            raise error
+            raise ParseError("Malformed Content-Length", 400, message)
         length = int(length_text)
         if length > len(body):
-            error = ParseError("Content-Length larger than the message body")
-            error.message = message
-            raise error
+            raise ParseError("Content-Length larger than the message body", 400, message)
         body = body[:length]
     elif stream:
         body = b""
@@ -437,6 +433,7 @@ class StreamParser:
                     raise ParseError("Headers too long")
                 _check_start(buffer)
                 break
+            _check_start(buffer[:end])
             length = _stream_content_length(buffer[:end])
             total = end + 4 + length
             if total > self.max_message:
@@ -457,7 +454,7 @@ def _check_start(buffer):
     if line_end < 0 and first.endswith(b"\r"):
         first = first[:-1]  # the CR of a line end still on its way
     for byte in first[:256]:
-        if byte < 32 and byte != 9 or byte == 127:
+        if (byte < 32 and byte != 9) or byte == 127:
             raise ParseError("Not a SIP message")
     if line_end >= 0:
         upper = first.upper()

@@ -39,8 +39,8 @@ def _syntax_problem(request):
         return "Empty Call-ID"
     try:
         cseq = request.cseq
-        request.from_
-        request.to
+        request.from_  # noqa: B018 - parsing is the check
+        request.to  # noqa: B018
     except ParseError as error:
         return error.reason
     if cseq.method != request.method:

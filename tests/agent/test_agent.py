@@ -414,7 +414,10 @@ def test_simulated_doorbell_press_is_counted(tmp_path):
     async def body():
         async with running_agent(tmp_path) as agent:
             agent.simulate("doorbell", "press")
-            doorbell = lambda: agent.status()["devices"]["doorbell"]
+
+            def doorbell():
+                return agent.status()["devices"]["doorbell"]
+
             assert await wait_until(lambda: doorbell()["presses"] == 1)
             assert await wait_until(lambda: doorbell()["state"] == "idle")  # released
 

@@ -650,6 +650,15 @@ class TestStreamParser(unittest.TestCase):
         self.assertEqual(feed_bytewise(parser, self.STREAM), list(self.EXPECTED))
         self.assertEqual(parser.feed(b""), [])
 
+    def test_stream_that_is_not_sip_is_refused(self):
+        # Framed but not SIP, and binary bytes with no header end (a TLS hello on the TCP
+        # port): both refused at once rather than buffered, so the connection is closed.
+        for junk in (b"NOT SIP\r\nContent-Length: 0\r\n\r\n",
+                     b"GET / HTTP/1.1\r\nHost: x\r\n",
+                     b"\x16\x03\x01\x00\xc4\x01\x00\x00\xc0\x03\x03"):
+            with self.assertRaises(ParseError):
+                StreamParser().feed(junk)
+
     def test_every_split_point(self):
         for i in range(len(self.STREAM) + 1):
             parser = StreamParser()
