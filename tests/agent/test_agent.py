@@ -454,3 +454,75 @@ def test_simulate_refuses_on_an_agent_with_real_pins(tmp_path):
         assert "simulate = true" in str(refused.value)
     finally:
         run(agent.close())
+
+
+# -- IPv6, and the move to TCP for large requests ---------------------------------------
+
+
+def _ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6_udp_and_tcp_answer_options(tmp_path):
+    if not _ipv6_loopback_available():
+        pytest.fail("this machine has no IPv6 loopback (::1); the agent's IPv6 path needs it")
+
+    async def body():
+        listen = ["udp:[::1]:0", "tcp:[::1]:0"]
+        async with running_agent(tmp_path, **{"agent.listen": listen}) as agent:
+            port = agent_port(agent)
+            uri = "sip:porch@[::1]:%d" % port
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+                sock.bind(("::1", 0))
+                sock.setblocking(False)
+                own_port = sock.getsockname()[1]
+                request = options_request(uri, "UDP [::1]:9;rport", "v6-1@test", "z9hG4bK-v6-1")
+                await loop.sock_sendto(sock, request, ("::1", port))
+                data, source = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), REPLY_WAIT)
+            assert Reply(data).status == 200
+            assert source[:2] == ("::1", port)
+            _, params = via_params(Reply(data).get("Via"))
+            assert params["rport"] == str(own_port)
+            # RFC 3581: with rport, received is added even when it equals the sent-by host;
+            # an IPv6 address goes in bare, without brackets (RFC 3261 grammar, RFC 5118).
+            assert params["received"] == "::1"
+
+            reader, writer = await asyncio.open_connection("::1", port)
+            try:
+                writer.write(options_request(uri.replace(";", "") + ";transport=tcp",
+                                             "TCP [::1]:9", "v6-2@test", "z9hG4bK-v6-2"))
+                reply = Reply(await read_stream_message(reader))
+            finally:
+                writer.close()
+            assert reply.status == 200
+
+    run(body())
+
+
+def test_a_request_over_1300_bytes_moves_from_udp_to_tcp(tmp_path, caplog):
+    from appliance.client import send_once
+
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            uri = "sip:porch@127.0.0.1:%d" % agent_port(agent)
+            with caplog.at_level(logging.INFO, logger="appliance.agent"):
+                result = await send_once("OPTIONS", uri, timeout=REPLY_WAIT,
+                                         fields=[("X-Padding", "p" * 1400)])
+            assert result.response is not None and result.response.status == 200
+            lines = [r.getMessage() for r in caplog.records if "OPTIONS" in r.getMessage()]
+            assert len(lines) == 1 and " from tcp:127.0.0.1:" in lines[0], lines
+
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="appliance.agent"):
+                result = await send_once("OPTIONS", uri, timeout=REPLY_WAIT)
+            assert result.response.status == 200
+            lines = [r.getMessage() for r in caplog.records if "OPTIONS" in r.getMessage()]
+            assert len(lines) == 1 and " from udp:127.0.0.1:" in lines[0], lines
+
+    run(body())
