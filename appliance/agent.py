@@ -33,6 +33,7 @@ class Agent:
             pin_factory = pin_factory_for(config.agent.simulate)
         self.devices = build_devices(config.devices, pin_factory)
         self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT)
+        self._options_fields = self._capability_fields()
         listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
         self.stack = SipStack(listen, self._on_event, self.capabilities,
                               user_agent=USER_AGENT, advertise=config.agent.domain)
@@ -92,7 +93,7 @@ class Agent:
         if device is None:
             self._respond(event, 404)
         elif request.method == "OPTIONS":
-            self._respond(event, 200, fields=self._capability_fields())
+            self._respond(event, 200, fields=self._options_fields)
         else:
             self._respond(event, 405, fields=(("Allow", ", ".join(ALLOW)),))
 
