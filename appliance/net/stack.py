@@ -25,9 +25,23 @@ log = logging.getLogger(__name__)
 SHARED_PORT_ATTEMPTS = 10
 
 
-def random_token(length):
-    """A random string of `length` hex digits, from the OS's strong source."""
-    return os.urandom((length + 1) // 2).hex()[:length]
+class RandomTokens:
+    """Random hex strings from the OS's strong source (RFC 3261 section 19.3 wants tags
+    and Call-IDs cryptographically random), read a few kilobytes at a time rather than
+    one system call per tag."""
+
+    def __init__(self, chunk=4096):
+        self.chunk = chunk
+        self._digits = ""
+        self._pos = 0
+
+    def __call__(self, length):
+        pos = self._pos
+        if pos + length > len(self._digits):
+            self._digits = os.urandom(max(self.chunk, length)).hex()
+            pos = 0
+        self._pos = pos + length
+        return self._digits[pos : pos + length]
 
 
 class SipStack:
@@ -43,7 +57,7 @@ class SipStack:
         self.handler = handler
         self.advertise = advertise
         self.endpoint = Endpoint(
-            {}, random_token, capabilities or Capabilities(), timers or TimerValues(),
+            {}, RandomTokens(), capabilities or Capabilities(), timers or TimerValues(),
             user_agent,
         )
         self.bound = []  # (transport, host, port) actually listening
