@@ -104,8 +104,8 @@ class Agent:
             ("Accept-Encoding", "identity"),
             ("Accept-Language", "en"),
         ]
-        if self.capabilities.supported:
-            fields.append(("Supported", ", ".join(self.capabilities.supported)))
+        # Supported may be empty (RFC 3261 section 20.37); Allow-Events may not.
+        fields.append(("Supported", ", ".join(self.capabilities.supported)))
         if self.capabilities.allow_events:
             fields.append(("Allow-Events", ", ".join(self.capabilities.allow_events)))
         return fields

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 
+from ..errors import ApplianceError
 from ..sip.endpoint import Capabilities, Endpoint
 from ..sip.transaction import TimerValues
 from .tcp import TcpConnections
@@ -95,7 +96,10 @@ class SipStack:
                 elif transport == "tcp":
                     port = await self._tcp.listen(host, port)
                 else:
-                    raise ValueError("transport %r is not available yet" % transport)
+                    raise ApplianceError(
+                        "listening on %s:%s:%d: this version serves udp and tcp only; "
+                        "use udp: or tcp: listen specs" % (transport, host, port)
+                    )
             except OSError as error:
                 if shared and not last and error.errno == errno.EADDRINUSE:
                     return False

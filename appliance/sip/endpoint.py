@@ -114,6 +114,8 @@ class Endpoint:
         Input from the network never raises: what cannot be answered becomes a
         MessageDropped event."""
         peer = (transport, source[0], source[1])
+        if not data.strip(b"\r\n"):
+            return  # a CRLF keep-alive datagram: nothing to answer
         try:
             message = parse_message(data, transport in RELIABLE)
         except ParseError as error:

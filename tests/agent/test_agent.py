@@ -115,6 +115,7 @@ def test_options_to_a_device_answers_200_with_its_capabilities(tmp_path):
             assert (reply.status, reply.reason) == (200, "OK")
             assert "OPTIONS" in reply.tokens("Allow")
             assert "application/sdp" in reply.tokens("Accept")
+            assert reply.get("Supported") == ""  # no extensions yet; present, as 11.2 asks
             assert reply.get("Call-ID") == "opt-1@test"
             assert reply.get("CSeq") == "1 OPTIONS"
             assert reply.get("From") == "<sip:tester@127.0.0.1>;tag=f7a1"

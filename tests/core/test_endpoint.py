@@ -650,6 +650,14 @@ class DroppedTest(UasCase):
             out.append(bytes(data))
         return out
 
+    def test_crlf_keepalive_datagram_is_ignored_quietly(self):
+        # Phones keep NAT bindings open with bare CRLFs: neither answered nor "dropped".
+        ep = make_endpoint("bob")
+        for data in (b"\r\n\r\n", b"\r\n", b"\n"):
+            ep.receive(data, "udp", ALICE, 0)
+            self.assertEqual(drain(ep), [])
+            self.assertEqual(ep.datagrams_to_send(), [])
+
     def test_garbage_never_raises(self):
         for transport in ("udp", "tcp"):
             ep = make_endpoint("bob", ("udp", "tcp"))

@@ -15,6 +15,7 @@ from appliance.sip.errors import ParseError
 from appliance.sip.events import MessageDropped, RequestReceived, RequestRejected
 from appliance.sip.message import StreamParser, parse_message
 from appliance.sip.transaction import TimerValues
+from tests.core.helpers import TokenSource
 
 DATA = __file__.rsplit("/", 2)[0] + "/data/rfc4475/"
 SOURCE = ("192.0.2.1", 5060)
@@ -114,18 +115,6 @@ STREAM = {
 }
 
 
-class Tokens:
-    """A deterministic token source: a counter, as `length` hex digits."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, length):
-        self.count += 1
-        digits = "%x" % self.count
-        return ("0" * length + digits)[-length:]
-
-
 def read(name):
     with open(DATA + name + ".dat", "rb") as f:
         return f.read()
@@ -144,7 +133,7 @@ def manifest_names():
 def new_endpoint(allow=ALLOW, accept=ACCEPT):
     return Endpoint(
         {"udp": ("127.0.0.1", 5060), "tcp": ("127.0.0.1", 5060)},
-        Tokens(),
+        TokenSource(),
         Capabilities(allow=allow, accept=accept),
         TimerValues(),
     )
