@@ -32,12 +32,7 @@ _SIGNIFICANT_PARAMS = ("transport", "user", "ttl", "method", "maddr")
 def is_digits(text):
     """True for a non-empty run of ASCII digits. (`str.isdigit` also takes digits of other
     scripts and superscripts, which `int` may then refuse with a ValueError.)"""
-    if not text:
-        return False
-    for ch in text:
-        if ch not in _DIGITS:
-            return False
-    return True
+    return bool(text) and _DIGITS.issuperset(text)
 
 
 def _check(text, allowed, what):
@@ -286,8 +281,10 @@ def parse_uri(text, strict=True):
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme:
         raise ParseError("Malformed URI %r" % text[:40])
-    _check(scheme, _SCHEME_CHARS, "scheme")
-    scheme = scheme.lower()
+    lower = scheme.lower()
+    if lower != "sip" and lower != "sips":
+        _check(scheme, _SCHEME_CHARS, "scheme")
+    scheme = lower
     if scheme == "tel":
         number, _, params_text = rest.partition(";")
         if not number:
