@@ -13,7 +13,7 @@ from . import __version__
 from .devices import build_devices
 from .devices.build import pin_factory_for
 from .net.stack import SipStack
-from .redact import mask_uri_passwords, printable_message
+from .redact import mask_uri_passwords, printable, printable_message
 from .sip.endpoint import Capabilities
 from .sip.events import MessageDropped, RequestReceived, RequestRejected, ResponseReceived
 
@@ -118,8 +118,8 @@ class Agent:
     def _log_transaction(self, request, source, response):
         log.info("%s %s from %s -> %d %s (Call-ID %s)", request.method,
                  mask_uri_passwords(request.uri_text),
-                 _peer(source), response.status, response.reason,
-                 request.call_id or "-")
+                 _peer(source), response.status, printable(response.reason),
+                 printable(request.call_id or "-"))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent to %s:\n%s", _peer(source), printable_message(response))
 

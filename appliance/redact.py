@@ -6,7 +6,7 @@ through `printable_message`, URIs through `mask_uri_passwords`.
 
 MASK = "********"
 _CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
-_URI_END = ' \t<>"\r\n,'
+_URI_END = ' \t<>"\r\n'
 
 
 def mask_uri_passwords(text):
@@ -33,6 +33,17 @@ def mask_uri_passwords(text):
         start = lower.find("sip", end)
     out.append(text[pos:])
     return "".join(out)
+
+
+def printable(text):
+    """A value from the network made safe for one log line: control characters (a CR or
+    LF could forge a line of its own) shown as escapes."""
+    for ch in text:
+        if ch < " " or ch == "\x7f":
+            break
+    else:
+        return text
+    return "".join(ch if " " <= ch != "\x7f" else "\\x%02x" % ord(ch) for ch in text)
 
 
 def printable_message(message):

@@ -172,7 +172,7 @@ class SipStack:
                     try:
                         self.handler(event)
                     except Exception:
-                        log.exception("event handler failed on %r", event)
+                        log.exception("event handler failed on %s", type(event).__name__)
         finally:
             self._flushing = False
         self._arm_timer()

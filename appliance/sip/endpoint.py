@@ -16,6 +16,7 @@ import heapq
 from .dialog import dialog_id_for_request
 from .errors import InvalidState, ParseError
 from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRejected
+from .headers import split_list
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
     PROCEEDING,
@@ -24,6 +25,7 @@ from .transaction import (
     TimerValues,
 )
 from .uas import check_extensions, check_request
+from .uri import is_digits
 
 MAGIC_COOKIE = "z9hG4bK"
 RELIABLE = ("tcp", "tls", "ws", "wss")
@@ -236,12 +238,9 @@ class Endpoint:
             name = field[0].lower()
             if name == "via" or name == "v":
                 value = field[1]
-                comma = value.find(",")
-                if comma >= 0 and ('"' in value or "<" in value):
-                    parts = value.split(",")  # Via values hold no quoted commas
-                    field[1] = str(via) + "," + ",".join(parts[1:])
-                elif comma >= 0:
-                    field[1] = str(via) + value[comma:]
+                if "," in value:
+                    # Replace the first value only; a quoted parameter may hold a comma.
+                    field[1] = ", ".join([str(via)] + split_list(value)[1:])
                 else:
                     field[1] = str(via)
                 break
@@ -277,7 +276,9 @@ class Endpoint:
         if transport in RELIABLE:
             return (transport, host, port, (host, sent_port))
         maddr = via.param("maddr")
-        if maddr:
+        if maddr and _is_multicast(maddr):
+            # Only a multicast group is honoured: a unicast maddr would let any sender aim
+            # our responses at a third party (and a name would need a DNS lookup).
             return (transport, maddr, sent_port, None)
         return (transport, host, port if via.rport is not None else sent_port, None)
 
@@ -328,8 +329,9 @@ class Endpoint:
 
     def _reject_malformed(self, request, error, peer):
         """Answer a request that failed parsing, statelessly: no transaction is kept for
-        input this broken. Without any Via there is no response to build: drop it."""
-        if not request.has("via"):
+        input this broken. Without any Via there is no response to build, and an ACK is
+        never answered (RFC 3261 section 17.1.1.3): drop those."""
+        if request.method == "ACK" or not request.has("via"):
             self._emit(MessageDropped(error.reason, peer, None))
             return
         try:
@@ -439,3 +441,12 @@ class Endpoint:
                 del self._merge_keys[merge_key]
         elif self.client_transactions.get(transaction.key) is transaction:
             del self.client_transactions[transaction.key]
+
+
+def _is_multicast(host):
+    """True for an IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address literal."""
+    if ":" in host:
+        return host.strip("[]").lower().startswith("ff")
+    first, dot, _ = host.partition(".")
+    return bool(dot) and is_digits(first, 3) and 224 <= int(first) <= 239 \
+        and host.count(".") == 3

@@ -78,7 +78,10 @@ class TransportFailed(Event):
 
 
 class MessageDropped(Event):
-    """Input that could not be answered (no usable Via, a broken response, stray bytes)."""
+    """Input that could not be answered (no usable Via, a broken response, stray bytes).
+
+    `data` holds the bytes when nothing of them could be parsed; it stays out of repr(),
+    as it may carry credentials."""
 
     __slots__ = ("reason", "source", "data")
 
@@ -86,3 +89,6 @@ class MessageDropped(Event):
         self.reason = reason
         self.source = source
         self.data = data
+
+    def __repr__(self):
+        return "MessageDropped(reason=%r, source=%r)" % (self.reason, self.source)

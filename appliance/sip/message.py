@@ -342,6 +342,10 @@ def parse_message(data, stream=False):
     except UnicodeError:
         raise ParseError("Headers are not UTF-8")
     lines = head.split(CRLF)
+    if head.count("\n") >= len(lines) or head.count("\r") >= len(lines):
+        # A bare CR or LF: lines must end in CRLF (RFC 3261 section 7), and one inside a
+        # value would let a peer write lines of its own into anything that shows it.
+        raise ParseError("Bare CR or LF in the headers")
     try:
         message = _parse_start_line(lines[0])
     except ParseError as error:
@@ -469,7 +473,7 @@ def _stream_content_length(head):
         name = name.strip().lower()
         if colon and (name == b"content-length" or name == b"l"):
             value = value.strip()
-            if not value.isdigit():
+            if not value.isdigit() or len(value) > 32:
                 raise ParseError("Malformed Content-Length")
             return int(value)
     raise ParseError("Missing Content-Length on a stream")

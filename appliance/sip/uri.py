@@ -29,10 +29,11 @@ _RESERVED = ";/?:@&=+$,%"
 _SIGNIFICANT_PARAMS = ("transport", "user", "ttl", "method", "maddr")
 
 
-def is_digits(text):
-    """True for a non-empty run of ASCII digits. (`str.isdigit` also takes digits of other
-    scripts and superscripts, which `int` may then refuse with a ValueError.)"""
-    return bool(text) and _DIGITS.issuperset(text)
+def is_digits(text, most=32):
+    """True for a run of 1 to `most` ASCII digits: safe to give to `int`. (`str.isdigit`
+    also takes digits of other scripts, which `int` refuses; and CPython's `int` refuses
+    strings of thousands of digits, which a peer may send.)"""
+    return 0 < len(text) <= most and _DIGITS.issuperset(text)
 
 
 def _check(text, allowed, what):

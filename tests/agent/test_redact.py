@@ -32,3 +32,17 @@ def test_message_masks_authorization_headers_and_uri_passwords():
     assert "0123456789abcdef" not in text and "fedcba9876543210" not in text
     assert "Authorization: ********" in text
     assert "Call-ID: c1" in text
+
+
+def test_password_with_a_comma_is_masked():
+    # A comma is legal in the password part of a URI (RFC 3261 section 25.1).
+    assert mask_uri_passwords("OPTIONS sip:porch:se,cret@127.0.0.1") == (
+        "OPTIONS sip:porch:********@127.0.0.1"
+    )
+
+
+def test_printable_escapes_line_breaks_so_no_log_line_can_be_forged():
+    from appliance.redact import printable
+
+    assert printable("abc-123@host") == "abc-123@host"
+    assert printable("x)\n2026-01-01 WARNING forged\r") == "x)\\x0a2026-01-01 WARNING forged\\x0d"

@@ -923,3 +923,66 @@ class HelpersTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def raw_request(via="SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-raw-1", method="OPTIONS",
+                cseq="1 OPTIONS", extra=""):
+    return (
+        "%s sip:bob@127.0.0.1:5062 SIP/2.0\r\nVia: %s\r\nFrom: <sip:alice@h>;tag=a1\r\n"
+        "To: <sip:bob@h>\r\nCall-ID: raw-1\r\nCSeq: %s\r\n%sContent-Length: 0\r\n\r\n"
+        % (method, via, cseq, extra)
+    ).encode()
+
+
+class TestHostileInput(unittest.TestCase):
+    def test_thousands_of_digits_get_400_not_an_exception(self):
+        # CPython's int() refuses strings over 4300 digits: the parser must not reach it.
+        for cseq, extra, reason in (
+            ("1" * 5000 + " OPTIONS", "", "Malformed CSeq"),
+            ("1 OPTIONS", "Max-Forwards: %s\r\n" % ("7" * 5000), "Malformed Max-Forwards"),
+        ):
+            ep = make_endpoint("bob")
+            ep.receive(raw_request(cseq=cseq, extra=extra), "udp", ALICE, 0)
+            out = sent(ep)
+            self.assertEqual([status_of(d) for d in out], [400])
+            self.assertEqual(parsed(out[0]).reason, reason)
+
+    def test_an_ack_is_never_answered_even_when_malformed(self):
+        ep = make_endpoint("bob")
+        data = raw_request(via="SIP/2.0/UDP 127.0.0.1:99999;branch=z9hG4bKa", method="ACK",
+                           cseq="1 ACK")
+        ep.receive(data, "udp", ALICE, 0)
+        self.assertEqual(sent(ep), [])
+        self.assertEqual(kinds(drain(ep)), ["MessageDropped"])
+
+    def test_received_added_without_breaking_a_quoted_comma(self):
+        ep = make_endpoint("bob")
+        via = 'SIP/2.0/UDP 10.0.0.1:5060;x="a,b";branch=z9hG4bK-q;rport, SIP/2.0/UDP 10.0.0.2'
+        ep.receive(raw_request(via=via), "udp", ("203.0.113.9", 4000), 0)
+        event = drain(ep)[0]
+        ep.respond(event.transaction, 200, now=0)
+        response = parsed(sent(ep)[0])
+        self.assertEqual(response.get_list("via"), [
+            'SIP/2.0/UDP 10.0.0.1:5060;x="a,b";branch=z9hG4bK-q;rport=4000;received=203.0.113.9',
+            "SIP/2.0/UDP 10.0.0.2",
+        ])
+
+    def test_maddr_honoured_only_for_a_multicast_group(self):
+        for maddr, host in (("198.51.100.9", "203.0.113.9"), ("example.com", "203.0.113.9"),
+                            ("239.1.2.3", "239.1.2.3")):
+            ep = make_endpoint("bob")
+            via = "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-m;maddr=" + maddr
+            ep.receive(raw_request(via=via), "udp", ("203.0.113.9", 4000), 0)
+            ep.respond(drain(ep)[0].transaction, 200, now=0)
+            datagram = sent(ep)[0]
+            self.assertEqual((datagram.host, datagram.port), (host, 5070), maddr)
+
+    def test_bare_line_feed_inside_headers_is_dropped(self):
+        ep = make_endpoint("bob")
+        data = raw_request(extra="Subject: x\nWARNING forged log line\r\n")
+        ep.receive(data, "udp", ALICE, 0)
+        self.assertEqual(sent(ep), [])
+        events = drain(ep)
+        self.assertEqual(kinds(events), ["MessageDropped"])
+        self.assertEqual(events[0].reason, "Bare CR or LF in the headers")
+        self.assertTrue("forged" not in repr(events[0]))  # raw bytes stay out of repr()
