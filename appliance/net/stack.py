@@ -136,7 +136,13 @@ class SipStack:
         self.flush()
 
     def connection_lost(self, transport, host, port):
-        """A stream connection closed: transactions bound to it fail."""
+        """A stream connection closed (the core decides what that means for its
+        transactions)."""
+        self.endpoint.connection_closed(transport, host, port, self.now())
+        self.flush()
+
+    def send_failed(self, transport, host, port):
+        """Bytes for (transport, host, port) could not be delivered."""
         self.endpoint.transport_error(transport, host, port, self.now())
         self.flush()
 

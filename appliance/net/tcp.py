@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 60.0  # seconds without traffic before a connection is closed
 MAX_MESSAGE = 65536
+MAX_CONNECTIONS = 256  # a home appliance's worth; more are refused, so memory stays bounded
+MAX_UNSENT = 1 << 20  # bytes queued for a peer that does not read before it is cut off
 
 
 class TcpConnection(asyncio.Protocol):
@@ -32,8 +34,22 @@ class TcpConnection(asyncio.Protocol):
         transport.get_extra_info("socket").setsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
         )
+        if len(self.owner.connections) >= MAX_CONNECTIONS:
+            log.warning("refusing a TCP connection from %s:%d: %d connections open",
+                        self.peer[0], self.peer[1], MAX_CONNECTIONS)
+            transport.abort()
+            self.peer = None
+            return
         self.touch()
         self.owner.connections[self.peer] = self
+
+    # A peer that sends but does not read fills our send buffer: stop reading from it
+    # until it catches up (asyncio flow control), and cut it off past MAX_UNSENT.
+    def pause_writing(self):
+        self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.transport.resume_reading()
 
     def touch(self):
         self.last_used = asyncio.get_running_loop().time()
@@ -49,7 +65,7 @@ class TcpConnection(asyncio.Protocol):
             return
         for item in items:
             if item == StreamParser.PING:
-                self.transport.write(b"\r\n")  # RFC 5626 pong
+                self.send(b"\r\n")  # RFC 5626 pong
             elif item != StreamParser.PONG:
                 self.owner.stack.receive(item, "tcp", self.peer)
 
@@ -60,6 +76,11 @@ class TcpConnection(asyncio.Protocol):
 
     def send(self, data):
         self.touch()
+        if self.transport.get_write_buffer_size() > MAX_UNSENT:
+            log.info("closing TCP connection to %s:%d: it does not read what we send",
+                     self.peer[0], self.peer[1])
+            self.transport.abort()
+            return
         self.transport.write(data)
 
 
@@ -110,7 +131,7 @@ class TcpConnections:
         except (TimeoutError, OSError) as error:
             self._pending.pop(key, None)
             log.info("TCP connection to %s:%d failed: %s", key[0], key[1], error)
-            self.stack.connection_lost("tcp", datagram.host, datagram.port)
+            self.stack.send_failed("tcp", datagram.host, datagram.port)
             return
         for data in self._pending.pop(key, []):
             connection.send(data)

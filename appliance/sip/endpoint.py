@@ -381,6 +381,14 @@ class Endpoint:
         transaction.start(now)
         return transaction
 
+    def connection_closed(self, transport, host, port, now):
+        """A stream connection to (host, port) closed. Client transactions that sent over it
+        fail (no response can come back on it); server transactions carry on, as their
+        responses may still reach the Via's sent-by over a new connection (18.2.2)."""
+        for transaction in list(self.client_transactions.values()):
+            if transaction.destination == (transport, host, port):
+                transaction.transport_error()
+
     def transport_error(self, transport, host, port, now):
         """The net layer could not deliver to (transport, host, port)."""
         for transaction in list(self.client_transactions.values()):

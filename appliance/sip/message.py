@@ -416,37 +416,40 @@ class StreamParser:
         self._buffer = b""
 
     def feed(self, data):
-        buffer = self._buffer + data
+        buffer = self._buffer + data if self._buffer else data
+        size = len(buffer)
+        pos = 0  # where the unframed bytes start; the buffer is sliced once, at the end
         out = []
-        while buffer:
-            if buffer[0:1] in (b"\r", b"\n"):
-                if buffer.startswith(b"\r\n\r\n"):
+        while pos < size:
+            if buffer[pos] in (13, 10):  # CR, LF
+                rest = size - pos
+                if buffer.startswith(b"\r\n\r\n", pos):
                     out.append(self.PING)
-                    buffer = buffer[4:]
+                    pos += 4
                     continue
-                if buffer == b"\r" or buffer == b"\r\n" or buffer == b"\r\n\r":
+                if rest < 4 and b"\r\n\r\n".startswith(buffer[pos:]):
                     break  # wait: it may still become a ping
-                if buffer.startswith(b"\r\n"):
+                if buffer.startswith(b"\r\n", pos):
                     out.append(self.PONG)
-                    buffer = buffer[2:]
+                    pos += 2
                     continue
                 raise ParseError("Stray line break in stream")
-            end = buffer.find(b"\r\n\r\n")
+            end = buffer.find(b"\r\n\r\n", pos)
             if end < 0:
-                if len(buffer) > self.max_message:
+                if size - pos > self.max_message:
                     raise ParseError("Headers too long")
-                _check_start(buffer)
+                _check_start(buffer[pos : pos + 512])
                 break
-            _check_start(buffer[:end])
-            length = _stream_content_length(buffer[:end])
-            total = end + 4 + length
+            head = buffer[pos:end]
+            _check_start(head)
+            total = end + 4 + _stream_content_length(head) - pos
             if total > self.max_message:
                 raise ParseError("Message too large")
-            if len(buffer) < total:
+            if size - pos < total:
                 break
-            out.append(buffer[:total])
-            buffer = buffer[total:]
-        self._buffer = buffer
+            out.append(buffer[pos : pos + total])
+            pos += total
+        self._buffer = buffer[pos:] if pos else buffer
         return out
 
 

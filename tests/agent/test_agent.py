@@ -527,3 +527,63 @@ def test_a_request_over_1300_bytes_moves_from_udp_to_tcp(tmp_path, caplog):
             assert len(lines) == 1 and " from udp:127.0.0.1:" in lines[0], lines
 
     run(body())
+
+
+def test_tcp_connections_beyond_the_limit_are_refused_and_the_rest_served(tmp_path):
+    from appliance.net.tcp import MAX_CONNECTIONS
+
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            port = agent_port(agent)
+            held = []
+            try:
+                for _ in range(MAX_CONNECTIONS):
+                    held.append(await asyncio.open_connection("127.0.0.1", port))
+                await wait_until(lambda: len(agent.stack._tcp.connections) == MAX_CONNECTIONS)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                try:  # one too many: cut off at once
+                    assert await asyncio.wait_for(reader.read(), REPLY_WAIT) == b""
+                finally:
+                    writer.close()
+                reader, writer = held[0]
+                writer.write(options_request("sip:porch@127.0.0.1:%d" % port,
+                                             _tcp_via(writer), "held-0@test", "z9hG4bK-held"))
+                assert Reply(await read_stream_message(reader)).status == 200
+            finally:
+                for _, writer in held:
+                    writer.close()
+
+    run(body())
+
+
+def test_a_tcp_peer_that_never_reads_is_cut_off_and_others_are_served(tmp_path):
+    async def body():
+        async with running_agent(tmp_path) as agent:
+            port = agent_port(agent)
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            uri = "sip:porch@127.0.0.1:%d" % port
+            via = "TCP 127.0.0.1:%d" % sock.getsockname()[1]
+            closed = False
+            try:
+                # Requests sent as fast as possible, answers never read: the agent stops
+                # reading (flow control) and, past its limit, drops the connection.
+                for i in range(20000):
+                    data = options_request(uri, via, "flood-%d@test" % i, "z9hG4bK-f%d" % i)
+                    try:
+                        await asyncio.wait_for(loop.sock_sendall(sock, data), 0.5)
+                    except (TimeoutError, ConnectionError):
+                        closed = True
+                        break
+            finally:
+                sock.close()
+            assert closed, "the agent kept reading from a peer that never reads"
+            async with udp_peer() as peer:
+                await peer.send(options_request(uri, "UDP 127.0.0.1:%d;rport" % peer.port,
+                                                "after-flood@test", "z9hG4bK-after"), port)
+                data, _ = await peer.receive()
+                assert Reply(data).status == 200
+
+    run(body(), deadline=120)

@@ -986,3 +986,27 @@ class TestHostileInput(unittest.TestCase):
         self.assertEqual(kinds(events), ["MessageDropped"])
         self.assertEqual(events[0].reason, "Bare CR or LF in the headers")
         self.assertTrue("forged" not in repr(events[0]))  # raw bytes stay out of repr()
+
+
+class TestConnectionClosed(unittest.TestCase):
+    def test_server_transaction_outlives_its_connection(self):
+        # The request's connection closes before the answer: the response still goes out,
+        # addressed to the Via's sent-by as the fallback (RFC 3261 section 18.2.2).
+        ep = make_endpoint("bob", ("udp", "tcp"))
+        via = "SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bK-tcp-1"
+        ep.receive(raw_request(via=via), "tcp", ("127.0.0.1", 40001), 0)
+        event = drain(ep)[0]
+        ep.connection_closed("tcp", "127.0.0.1", 40001, 10)
+        ep.respond(event.transaction, 200, now=20)
+        datagram = sent(ep)[0]
+        self.assertEqual(status_of(datagram), 200)
+        self.assertEqual((datagram.host, datagram.port, datagram.alternative),
+                         ("127.0.0.1", 40001, ("127.0.0.1", 5061)))
+
+    def test_client_transaction_fails_when_its_connection_closes(self):
+        ep = make_endpoint("alice", ("udp", "tcp"))
+        transaction = ep.send_request(outgoing(options()), ("tcp", "127.0.0.1", 5062), 0)
+        sent(ep)
+        ep.connection_closed("tcp", "127.0.0.1", 5062, 5)
+        self.assertEqual(kinds(drain(ep)), ["TransportFailed"])
+        self.assertEqual(transaction.state, "Terminated")
