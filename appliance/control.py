@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 
 from .errors import ApplianceError
 
@@ -36,7 +37,13 @@ class ControlServer:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.path.exists(self.path):
+            _check_private(directory)
+        if os.path.lexists(self.path):
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                raise ControlError(
+                    "%s exists and is not a socket; remove it or pass --control PATH"
+                    % self.path
+                )
             if await _answers(self.path):
                 raise ControlError(
                     "another agent is running with control socket %s; stop it or pass "
@@ -102,6 +109,18 @@ class ControlServer:
         except (ValueError, ApplianceError) as error:
             return {"ok": False, "error": str(error)}
         return {"ok": False, "error": "unknown command %r; commands: status, sim" % command}
+
+
+def _check_private(directory):
+    """The socket's directory must be ours and closed to others: in a shared place like
+    /tmp, another user could have made it first to catch the socket."""
+    info = os.stat(directory)
+    shared = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX  # sticky, like /tmp
+    if info.st_uid not in (os.geteuid(), 0) or shared:
+        raise ControlError(
+            "the control socket's directory %s belongs to another user or is writable by "
+            "others; remove it, or pass --control PATH in a directory of your own" % directory
+        )
 
 
 async def _reply(writer, obj):

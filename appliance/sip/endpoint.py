@@ -14,7 +14,7 @@ response sent to it goes back over that connection (RFC 3261 section 18.2.2).
 import heapq
 
 from .dialog import dialog_id_for_request
-from .errors import InvalidState, ParseError
+from .errors import InvalidState, ParseError, SipError
 from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRejected
 from .headers import split_list
 from .message import Request, Response, make_response, parse_message
@@ -355,31 +355,34 @@ class Endpoint:
         TCP instead when `allow_upgrade` (section 18.1.1).
         """
         transport, host, port = destination
-        size = len(request.body) + 400 + sum(len(n) + len(v) + 4 for n, v in request.fields)
-        if transport == "udp" and allow_upgrade and size > UDP_SIZE_LIMIT \
-                and "tcp" in self.local:
-            transport = "tcp"
+        if transport not in self.local:
+            raise SipError("no local %s transport to send %s over" % (transport, request.method))
         branch = self.new_branch()
-        local_host, local_port = self.local[transport]
-        via = "SIP/2.0/%s %s:%d;branch=%s;rport" % (
-            transport.upper(), local_host, local_port, branch,
-        )
-        request.remove("via")
-        request.add_first("Via", via)
         if not request.has("content-length"):
             request.add("Content-Length", len(request.body))
-        method = "INVITE" if request.method == "ACK" else request.method
+        self._write_via(request, transport, branch)
+        if transport == "udp" and allow_upgrade and "tcp" in self.local \
+                and len(request.to_bytes()) > UDP_SIZE_LIMIT:
+            transport = "tcp"
+            self._write_via(request, transport, branch)
         if request.method == "ACK":
             # An ACK for a 2xx is sent without a transaction (section 17.1.1.3).
             self._transmit(request.to_bytes(), transport, host, port)
             return None
-        key = (branch, method)
+        key = (branch, request.method)
         transaction = ClientTransaction(
             self, request, key, (transport, host, port), transport in RELIABLE,
         )
         self.client_transactions[key] = transaction
         transaction.start(now)
         return transaction
+
+    def _write_via(self, request, transport, branch):
+        local_host, local_port = self.local[transport]
+        request.remove("via")
+        request.add_first("Via", "SIP/2.0/%s %s:%d;branch=%s;rport" % (
+            transport.upper(), local_host, local_port, branch,
+        ))
 
     def connection_closed(self, transport, host, port, now):
         """A stream connection to (host, port) closed. Client transactions that sent over it

@@ -206,6 +206,19 @@ def test_options_with_a_bad_uri_says_so(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_options_to_a_target_it_cannot_reach_says_why(tmp_path):
+    for args, message in (
+        (("sips:porch@127.0.0.1:25061",), "needs TLS"),
+        (("sip:porch@127.0.0.1:25060;transport=tls",), "needs TLS"),
+        (("sip:porch@127.0.0.1:25060;transport=tcp", "--listen", "udp:127.0.0.1:0"),
+         "--listen has no tcp: listener"),
+    ):
+        result = appliance("options", *args, "--timeout", "1")
+        assert result.returncode != 0, args
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
 # -- status and sim --------------------------------------------------------------------------
 
 

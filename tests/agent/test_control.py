@@ -235,3 +235,32 @@ def test_close_hangs_up_on_connected_clients_and_returns(control_path):
             assert not os.path.exists(control_path)
 
     run(body())
+
+
+def test_a_file_that_is_not_a_socket_is_never_deleted(control_path):
+    os.makedirs(os.path.dirname(control_path), mode=0o700)
+    with open(control_path, "w") as f:
+        f.write("precious")
+
+    async def body():
+        with pytest.raises(ControlError, match="exists and is not a socket"):
+            async with serving(control_path):
+                pass
+
+    run(body())
+    with open(control_path) as f:
+        assert f.read() == "precious"
+
+
+def test_a_directory_others_may_write_is_refused(control_path):
+    directory = os.path.dirname(control_path)
+    os.makedirs(directory)
+    os.chmod(directory, 0o777)  # what someone else could have made first in /tmp
+
+    async def body():
+        with pytest.raises(ControlError, match="writable by others"):
+            async with serving(control_path):
+                pass
+
+    run(body())
+    assert not os.path.exists(control_path)
