@@ -35,8 +35,9 @@ class Agent:
         self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT)
         self._options_fields = self._capability_fields()
         listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
+        # agent.domain names the devices; Via and Contact carry where we can be reached.
         self.stack = SipStack(listen, self._on_event, self.capabilities,
-                              user_agent=USER_AGENT, advertise=config.agent.domain)
+                              user_agent=USER_AGENT)
         self.loop = None
         self.started = None
         self.counters = {"requests": 0, "rejected": 0, "dropped": 0}

@@ -132,7 +132,12 @@ class SipStack:
     # -- in ------------------------------------------------------------------------------
 
     def receive(self, data, transport, source):
-        self.endpoint.receive(data, transport, source, self.now())
+        try:
+            self.endpoint.receive(data, transport, source, self.now())
+        except Exception:
+            # The core answers or drops bad input itself; reaching here is a bug in it.
+            # One message is lost, the agent carries on.
+            log.exception("internal error on a message from %s:%s", source[0], source[1])
         self.flush()
 
     def connection_lost(self, transport, host, port):

@@ -56,9 +56,9 @@ class Datagram:
 class Capabilities:
     """What this UAS implements, for the checks of RFC 3261 section 8.2 and OPTIONS.
 
-    `allow`: methods; `accept`: body media types; `supported`: option tags;
-    `known`: methods this UA recognises (a recognised one outside `allow` gets 405, any
-    other 501, both with Allow).
+    `allow`: methods served (a method outside it gets 405 when `uas.KNOWN_METHODS` has it,
+    501 otherwise, both with Allow); `accept`: body media types; `supported`: option tags;
+    `allow_events`: event packages.
     """
 
     __slots__ = ("allow", "accept", "supported", "allow_events")

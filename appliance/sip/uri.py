@@ -222,8 +222,8 @@ def _comparison_key(uri):
 
 
 class _ParamsKey:
-    """URI parameters compared per 19.1.4: shared ones must match, and `user`, `ttl`,
-    `method` and `maddr` must be present on both sides or on neither."""
+    """URI parameters compared per 19.1.4: shared ones must match, and `transport`, `user`,
+    `ttl`, `method` and `maddr` must be present on both sides or on neither."""
 
     __slots__ = ("params",)
 
