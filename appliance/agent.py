@@ -96,6 +96,8 @@ class Agent:
         elif request.method == "OPTIONS":
             self._respond(event, 200, fields=self._options_fields)
         else:
+            # A method the core lets through but this device does not serve. Today the
+            # core passes only OPTIONS; device-specific methods (DO for lights) land here.
             self._respond(event, 405, fields=(("Allow", ", ".join(ALLOW)),))
 
     def _capability_fields(self):

@@ -8,7 +8,7 @@ from .errors import ApplianceError
 from .net.stack import SipStack
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
-from .sip.message import Request
+from .sip.message import make_request
 from .sip.uri import parse_uri
 
 
@@ -92,20 +92,11 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
     try:
         endpoint = stack.endpoint
         local_host = endpoint.local.get(transport, endpoint.local["udp"])[0]
-        sender = from_uri or "sip:appliance@%s" % local_host
-        request_fields = [
-            ["Max-Forwards", "70"],
-            ["From", "<%s>;tag=%s" % (sender, endpoint.new_tag())],
-            ["To", "<%s>" % target],
-            ["Call-ID", endpoint.new_call_id()],
-            ["CSeq", "1 %s" % method],
-            ["User-Agent", USER_AGENT],
-        ]
-        if proxy:
-            request_fields.insert(0, ["Route", "<%s;lr>" % next_hop])
-        request_fields.extend([name, value] for name, value in fields)
-        request_fields.append(["Content-Length", str(len(body))])
-        request = Request(method, target, request_fields, body)
+        request = make_request(
+            method, target, from_uri or "sip:appliance@%s" % local_host, endpoint.new_tag(),
+            endpoint.new_call_id(), routes=["%s;lr" % next_hop] if proxy else (),
+            fields=[("User-Agent", USER_AGENT), *fields], body=body,
+        )
         stack.send_request(request, (transport, address, port))
         try:
             return await asyncio.wait_for(done, timeout)

@@ -374,6 +374,23 @@ def parse_message(data, stream=False):
     return message
 
 
+def make_request(method, uri, from_uri, from_tag, call_id, cseq=1, to_uri=None, routes=(),
+                 fields=(), body=b""):
+    """A request outside any dialog (RFC 3261 section 8.1.1): Route (a preloaded route
+    set), Max-Forwards 70, From with its tag, To (the Request-URI unless given), Call-ID,
+    CSeq, then `fields` and Content-Length. Via is the endpoint's to write."""
+    out = [["Route", "<%s>" % route] for route in routes]
+    out.append(["Max-Forwards", "70"])
+    out.append(["From", "<%s>;tag=%s" % (from_uri, from_tag)])
+    out.append(["To", "<%s>" % (to_uri if to_uri is not None else uri)])
+    out.append(["Call-ID", call_id])
+    out.append(["CSeq", "%d %s" % (cseq, method)])
+    for name, value in fields:
+        out.append([name, str(value)])
+    out.append(["Content-Length", str(len(body))])
+    return Request(method, uri, out, body)
+
+
 def make_response(request, status, reason=None, to_tag=None, fields=None, body=b""):
     """A response to `request` (RFC 3261 section 8.2.6): Via, From, To, Call-ID and CSeq
     copied, a To tag added when given and the request had none, then `fields` and

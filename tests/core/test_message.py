@@ -11,6 +11,7 @@ from appliance.sip.message import (
     Request,
     Response,
     StreamParser,
+    make_request,
     make_response,
     parse_message,
 )
@@ -756,3 +757,29 @@ class TestStreamParser(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestMakeRequest(unittest.TestCase):
+    def test_request_outside_a_dialog(self):
+        request = make_request("OPTIONS", "sip:porch@home.arpa", "sip:alice@example.net",
+                               "a1b2", "call-9", 7, routes=["sip:pbx.example.net;lr"],
+                               fields=[("Accept", "application/sdp")])
+        self.assertEqual(request.to_bytes(), (
+            b"OPTIONS sip:porch@home.arpa SIP/2.0\r\n"
+            b"Route: <sip:pbx.example.net;lr>\r\n"
+            b"Max-Forwards: 70\r\n"
+            b"From: <sip:alice@example.net>;tag=a1b2\r\n"
+            b"To: <sip:porch@home.arpa>\r\n"
+            b"Call-ID: call-9\r\n"
+            b"CSeq: 7 OPTIONS\r\n"
+            b"Accept: application/sdp\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        ))
+        self.assertEqual(request.cseq.method, "OPTIONS")
+
+    def test_to_may_differ_and_body_sets_length(self):
+        request = make_request("MESSAGE", "sip:bob@10.0.0.2:5060", "sip:frontdoor@home.arpa",
+                               "t", "c", to_uri="sip:bob@example.net", body=b"Door open")
+        self.assertEqual(request.get("to"), "<sip:bob@example.net>")
+        self.assertEqual(request.get("content-length"), "9")
+        self.assertEqual(request.body, b"Door open")
