@@ -31,7 +31,7 @@ TIMEOUT = float(os.environ.get("MICROPYTHON_TEST_TIMEOUT", "600"))
 def _unavailable(reason):
     if os.environ.get("CI") == "true":
         pytest.fail("MicroPython tests cannot run in CI: %s; %s" % (reason, INSTALL_HINT))
-    pytest.skip("MicroPython tests not run: %s; %s" % (reason, INSTALL_HINT))
+    pytest.skip("MicroPython tests not run: %s; %s" % (reason, INSTALL_HINT))  # not in CI
 
 
 @pytest.mark.micropython

@@ -75,6 +75,19 @@ class UdpPeer:
         data, address = await asyncio.wait_for(self.loop.sock_recvfrom(self.sock, 65535), timeout)
         return data, address
 
+    async def ask(self, port, user, call_id, **kwargs):
+        """Send a request to sip:USER@ the agent (Via with rport) and read the reply."""
+        request = options_request(
+            "sip:%s@127.0.0.1:%d" % (user, port),
+            "UDP 127.0.0.1:%d;rport" % self.port,
+            call_id,
+            "z9hG4bK-" + call_id.partition("@")[0],
+            **kwargs,
+        )
+        await self.send(request, port)
+        data, _ = await self.receive()
+        return Reply(data)
+
     async def nothing_for(self, seconds):
         """True when no datagram arrives within `seconds`."""
         try:
@@ -156,15 +169,7 @@ def test_options_to_an_unknown_user_is_404(tmp_path):
     async def body():
         async with running_agent(tmp_path) as agent, udp_peer() as peer:
             port = agent_port(agent)
-            request = options_request(
-                "sip:garage@127.0.0.1:%d" % port,
-                "UDP 127.0.0.1:%d;rport" % peer.port,
-                "unknown@test",
-                "z9hG4bK-unknown",
-            )
-            await peer.send(request, port)
-            data, _ = await peer.receive()
-            reply = Reply(data)
+            reply = await peer.ask(port, "garage", "unknown@test")
             assert (reply.status, reply.reason) == (404, "Not Found")
             assert ";tag=" in reply.get("To")
             assert reply.get("Call-ID") == "unknown@test"
@@ -176,18 +181,14 @@ def test_message_to_a_device_is_405_with_allow(tmp_path):
     async def body():
         async with running_agent(tmp_path) as agent, udp_peer() as peer:
             port = agent_port(agent)
-            request = options_request(
-                "sip:porch@127.0.0.1:%d" % port,
-                "UDP 127.0.0.1:%d;rport" % peer.port,
+            reply = await peer.ask(
+                port,
+                "porch",
                 "message@test",
-                "z9hG4bK-message",
                 method="MESSAGE",
                 body=b"on",
                 content_type="text/plain",
             )
-            await peer.send(request, port)
-            data, _ = await peer.receive()
-            reply = Reply(data)
             assert (reply.status, reply.reason) == (405, "Method Not Allowed")
             allow = reply.tokens("Allow")
             assert "OPTIONS" in allow and "MESSAGE" not in allow
@@ -200,16 +201,7 @@ def test_an_unknown_method_is_501_with_allow(tmp_path):
     async def body():
         async with running_agent(tmp_path) as agent, udp_peer() as peer:
             port = agent_port(agent)
-            request = options_request(
-                "sip:porch@127.0.0.1:%d" % port,
-                "UDP 127.0.0.1:%d;rport" % peer.port,
-                "frob@test",
-                "z9hG4bK-frob",
-                method="FROBNICATE",
-            )
-            await peer.send(request, port)
-            data, _ = await peer.receive()
-            reply = Reply(data)
+            reply = await peer.ask(port, "porch", "frob@test", method="FROBNICATE")
             assert (reply.status, reply.reason) == (501, "Not Implemented")
             assert "OPTIONS" in reply.tokens("Allow")
             assert reply.get("CSeq") == "1 FROBNICATE"
@@ -247,15 +239,7 @@ def test_a_datagram_of_random_bytes_gets_no_answer_and_the_agent_carries_on(tmp_
             await peer.send(junk, port)
             assert await peer.nothing_for(0.3)
             assert agent.status()["sip"]["dropped"] == 1
-            request = options_request(
-                "sip:porch@127.0.0.1:%d" % port,
-                "UDP 127.0.0.1:%d;rport" % peer.port,
-                "after@test",
-                "z9hG4bK-after",
-            )
-            await peer.send(request, port)
-            data, _ = await peer.receive()
-            reply = Reply(data)
+            reply = await peer.ask(port, "porch", "after@test")
             assert reply.status == 200 and reply.get("Call-ID") == "after@test"
 
     run(body())
