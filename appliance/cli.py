@@ -88,6 +88,13 @@ def _client_arguments(parser):
                         help="seconds to wait for a final response (default 5)")
     parser.add_argument("--listen", action="append", metavar="SPEC",
                         help="local address to send from, e.g. udp:0.0.0.0:5070")
+    parser.add_argument("--user", metavar="NAME", help="user name for digest authentication")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--password", metavar="PASSWORD",
+                        help="password for digest authentication (visible to other local "
+                             "users in the process list: prefer --password-file)")
+    secret.add_argument("--password-file", metavar="FILE",
+                        help="file holding the password for digest authentication")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the whole response")
 
@@ -254,8 +261,25 @@ def cmd_options(args):
 
     listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
     result = asyncio.run(options(args.uri, from_uri=args.from_uri, proxy=args.proxy,
-                                 timeout=args.timeout, listen=listen))
+                                 timeout=args.timeout, listen=listen,
+                                 **_credentials(args)))
     return _print_result(result, args.verbose)
+
+
+def _credentials(args):
+    """username/password keyword arguments from --user and --password(-file)."""
+    password = args.password
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as file:
+                password = file.read().rstrip("\r\n")
+        except OSError as error:
+            raise ApplianceError("cannot read --password-file %s: %s"
+                                 % (args.password_file, error.strerror)) from None
+    if (args.user is None) != (password is None):
+        raise ApplianceError("digest authentication needs both --user and --password "
+                             "(or --password-file)")
+    return {"username": args.user, "password": password}
 
 
 def _print_result(result, verbose):

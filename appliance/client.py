@@ -6,10 +6,13 @@ import socket
 from .agent import USER_AGENT
 from .errors import ApplianceError
 from .net.stack import SipStack
+from .sip.digest import DigestClient
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.message import make_request
 from .sip.uri import parse_uri
+
+MAX_CHALLENGES = 2  # answers to fresh challenges (a stale nonce included) per request
 
 
 class ClientError(ApplianceError):
@@ -55,8 +58,12 @@ async def resolve(uri):
 
 
 async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, listen=(),
-                    fields=(), body=b""):
-    """Send one request outside a dialog and wait for its final response."""
+                    fields=(), body=b"", username=None, password=None):
+    """Send one request outside a dialog and wait for its final response.
+
+    With `username` and `password`, a 401 or 407 is answered with digest credentials: the
+    request goes again with the next CSeq (RFC 3261 section 22.2), once per new challenge.
+    """
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
     transport, address, port = await resolve(next_hop)
@@ -73,35 +80,50 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
                               % (next_hop, transport, transport))
     else:
         specs = [("udp", family_any, 0), ("tcp", family_any, 0)]
-    done = asyncio.get_running_loop().create_future()
+    outcomes = asyncio.Queue()
 
     def on_event(event):
-        if done.done():
-            return
         if isinstance(event, ResponseReceived) and event.response.status >= 200:
-            done.set_result(Result(event.response))
+            outcomes.put_nowait(Result(event.response))
         elif isinstance(event, TransactionTimedOut):
-            done.set_result(Result(error="no response from %s (timed out)" % uri_text))
+            outcomes.put_nowait(Result(error="no response from %s (timed out)" % uri_text))
         elif isinstance(event, TransportFailed):
-            done.set_result(Result(error="cannot reach %s over %s" % (uri_text, transport)))
+            outcomes.put_nowait(Result(error="cannot reach %s over %s" % (uri_text, transport)))
 
     # To a peer on this machine, say so in Via and From rather than naming the LAN address.
     advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
     stack = SipStack(specs, on_event, advertise=advertise)
     await stack.start()
+    endpoint = stack.endpoint
+    digest = None
+    if username is not None and password is not None:
+        digest = DigestClient(lambda realm: (username, password), endpoint.token)
+    local_host = endpoint.local.get(transport, endpoint.local["udp"])[0]
+    sender = from_uri or "sip:appliance@%s" % local_host
+    tag = endpoint.new_tag()
+    call_id = endpoint.new_call_id()
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        endpoint = stack.endpoint
-        local_host = endpoint.local.get(transport, endpoint.local["udp"])[0]
-        request = make_request(
-            method, target, from_uri or "sip:appliance@%s" % local_host, endpoint.new_tag(),
-            endpoint.new_call_id(), routes=["%s;lr" % next_hop] if proxy else (),
-            fields=[("User-Agent", USER_AGENT), *fields], body=body,
-        )
-        stack.send_request(request, (transport, address, port))
-        try:
-            return await asyncio.wait_for(done, timeout)
-        except TimeoutError:
-            return Result(error="no final response from %s within %gs" % (uri_text, timeout))
+        for cseq in range(1, MAX_CHALLENGES + 2):
+            request = make_request(
+                method, target, sender, tag, call_id, cseq,
+                routes=["%s;lr" % next_hop] if proxy else (),
+                fields=[("User-Agent", USER_AGENT), *fields], body=body,
+            )
+            if digest is not None:
+                digest.authorize(request)
+            stack.send_request(request, (transport, address, port))
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                result = await asyncio.wait_for(outcomes.get(), max(remaining, 0.001))
+            except TimeoutError:
+                return Result(error="no final response from %s within %gs"
+                              % (uri_text, timeout))
+            response = result.response
+            if response is None or response.status not in (401, 407) or digest is None \
+                    or not digest.challenged(response):
+                return result
+        return result
     finally:
         await stack.close()
 
