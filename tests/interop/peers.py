@@ -1,0 +1,95 @@
+"""Real peers the interop tests start and stop: Kamailio as the home proxy and registrar.
+
+`Kamailio(workdir, users={"alice": "s3cret"})` fills tests/interop/kamailio/kamailio.cfg.in,
+runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit.
+"""
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .conftest import HOST, free_port, peer_unavailable
+
+TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio.cfg.in"
+KAMAILIO_INSTALL_HINT = "apt-get install kamailio"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+def _port_taken(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
+class Kamailio:
+    """The home proxy: a registrar with digest auth for `users`, realm `realm`."""
+
+    def __init__(self, workdir, users, realm="home.arpa", algorithm="MD5"):
+        self.binary = shutil.which("kamailio") or (
+            "/usr/sbin/kamailio" if os.path.exists("/usr/sbin/kamailio") else None
+        )
+        if self.binary is None:
+            peer_unavailable("Kamailio (`kamailio`)", KAMAILIO_INSTALL_HINT)
+        self.workdir = Path(workdir)
+        self.users = dict(users)
+        self.realm = realm
+        self.algorithm = algorithm
+        self.port = None
+        self.process = None
+        self.log_path = self.workdir / "kamailio.log"
+
+    def _config(self):
+        users = "\n".join('    $sht(users=>%s) = "%s";' % item for item in self.users.items())
+        text = TEMPLATE.read_text()
+        for name, value in (("REALM", self.realm), ("HOST", HOST), ("PORT", str(self.port)),
+                            ("RUNDIR", str(self.workdir)), ("ALGORITHM", self.algorithm),
+                            ("USERS", users)):
+            text = text.replace("@%s@" % name, value)
+        path = self.workdir / "kamailio.cfg"
+        path.write_text(text)
+        return path
+
+    def __enter__(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = self._config()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-f", str(config), "-DD", "-E", "-Y", str(self.workdir),
+                 "-w", str(self.workdir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _port_taken(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise AssertionError("Kamailio did not start:\n" + self.log())
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    @property
+    def uri(self):
+        return "sip:%s:%d" % (HOST, self.port)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
