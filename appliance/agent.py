@@ -14,8 +14,16 @@ from .devices import build_devices
 from .devices.build import pin_factory_for
 from .net.stack import SipStack
 from .redact import mask_uri_passwords, printable, printable_message
+from .registrations import Registrations
 from .sip.endpoint import Capabilities
-from .sip.events import MessageDropped, RequestReceived, RequestRejected, ResponseReceived
+from .sip.events import (
+    MessageDropped,
+    RequestReceived,
+    RequestRejected,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,12 @@ class Agent:
         # agent.domain names the devices; Via and Contact carry where we can be reached.
         self.stack = SipStack(listen, self._on_event, self.capabilities,
                               user_agent=USER_AGENT)
+        self.registrations = None
+        if config.proxy is not None:
+            self.registrations = Registrations(
+                self.stack, config.proxy, [d for d in config.devices if d.name in self.devices],
+                config.agent.domain,
+            )
         self.loop = None
         self.started = None
         self.counters = {"requests": 0, "rejected": 0, "dropped": 0}
@@ -47,9 +61,13 @@ class Agent:
         for device in self.devices.values():
             device.on_change = self._device_changed_threadsafe
         await self.stack.start()
+        if self.registrations is not None:
+            await self.registrations.start()
         self.started = self.loop.time()
 
     async def close(self):
+        if self.registrations is not None:
+            await self.registrations.stop()
         await self.stack.close()
         for device in self.devices.values():
             device.close()
@@ -79,8 +97,9 @@ class Agent:
             self.counters["dropped"] += 1
             log.debug("dropped %s from %s: %s", _describe(event.data), _peer(event.source),
                       event.reason)
-        elif isinstance(event, ResponseReceived):
-            pass  # the agent sends no requests of its own yet
+        elif isinstance(event, (ResponseReceived, TransactionTimedOut, TransportFailed)):
+            if self.registrations is not None:
+                self.registrations.handle(event)
 
     def _request(self, event):
         request = event.request
@@ -158,7 +177,7 @@ class Agent:
                 name: dict(device.status(), uri=self.device_uri(name))
                 for name, device in self.devices.items()
             },
-            "registrations": [],
+            "registrations": self.registrations.status() if self.registrations else [],
             "nat": None,
             "subscriptions": [],
             "calls": [],

@@ -1,10 +1,10 @@
 """One-shot SIP client requests for the command line (`appliance options URI`, ...)."""
 
 import asyncio
-import socket
 
 from .agent import USER_AGENT
 from .errors import ApplianceError
+from .net.resolver import resolve
 from .net.stack import SipStack
 from .sip.digest import DigestClient
 from .sip.errors import ParseError
@@ -37,24 +37,6 @@ def _target(uri_text, what):
     if uri.scheme == "tel":
         raise ClientError("%s %r: a tel: URI needs a --proxy to route it" % (what, uri_text))
     return uri
-
-
-async def resolve(uri):
-    """(transport, address, port) to send to for a SIP URI.
-
-    Uses the URI's transport parameter and port, else UDP and 5060 (sips: TLS and 5061).
-    RFC 3263 NAPTR/SRV selection arrives with proxy support.
-    """
-    transport = (uri.param("transport") or ("tls" if uri.secure else "udp")).lower()
-    port = uri.port or (5061 if transport == "tls" else 5060)
-    host = uri.param("maddr") or uri.host
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as error:
-        raise ClientError("cannot resolve %s: %s" % (host, error.strerror)) from None
-    address = infos[0][4][0]
-    return transport, address, port
 
 
 async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, listen=(),

@@ -119,7 +119,7 @@ class RunningAgent:
         return json.loads(proc.stdout)
 
 
-def _start_agent(workdir):
+def _start_agent(workdir, extra=()):
     port = free_port()
     control = os.path.join(workdir, "control.sock")
     stdout_path = Path(workdir, "agent.stdout")
@@ -130,6 +130,7 @@ def _start_agent(workdir):
         "--listen", "udp:%s:%d" % (HOST, port),
         "--listen", "tcp:%s:%d" % (HOST, port),
         "--control", control,
+        *extra,
     ]
     # fmt: on
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:

@@ -1,0 +1,159 @@
+"""Every device registered through the home proxy ([proxy] in the config).
+
+Each device is its own address of record (`sip:NAME@DOMAIN`) with its own core
+`Registration` state machine; this module sends what they ask for through the agent's
+`SipStack`, feeds their responses back, keeps one timer for all of them, unregisters on a
+clean stop, and logs one line per change of state (never a password).
+"""
+
+import asyncio
+import logging
+import random
+
+from .net.resolver import resolve
+from .sip.errors import ParseError
+from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
+from .sip.registration import Registration
+from .sip.uri import parse_uri
+
+log = logging.getLogger(__name__)
+
+UNREGISTER_WAIT = 2.0  # seconds a clean stop waits for the registrar to confirm
+
+
+class Registrations:
+    def __init__(self, stack, proxy, devices, domain=None):
+        """`proxy` is the [proxy] config; `devices` the [[devices]] configs; `domain` the
+        host part of the addresses of record (default: the registrar's host)."""
+        self.stack = stack
+        self.proxy = proxy
+        self.devices = list(devices)
+        self.domain = domain or parse_uri(proxy.registrar).host
+        self.destination = None
+        self.registrations = {}  # device name -> Registration
+        self._pending = {}  # client transaction -> Registration
+        self._timer = None
+        self._loop = None
+
+    async def start(self):
+        """Resolve the registrar and send every device's first REGISTER."""
+        self._loop = asyncio.get_running_loop()
+        registrar = parse_uri(self.proxy.registrar)
+        self.destination = await resolve(registrar)
+        transport = self.destination[0]
+        host, port = self.stack.endpoint.local.get(transport, self.stack.endpoint.local["udp"])
+        suffix = "" if transport == "udp" else ";transport=" + transport
+        now = self.stack.now()
+        for device in self.devices:
+            username = device.username or self.proxy.username
+            password = (device.password or self.proxy.password).reveal()
+            registration = Registration(
+                "sip:%s@%s" % (device.name, self.domain),
+                self.proxy.registrar,
+                "sip:%s@%s:%d%s" % (device.name, host, port, suffix),
+                self.stack.endpoint.token,
+                random.random,
+                expires=self.proxy.expires,
+                credentials=_credentials(username, password),
+            )
+            self.registrations[device.name] = registration
+            self._send(registration, registration.start(now))
+        self._arm()
+
+    async def stop(self):
+        """Unregister every binding (Expires: 0) and wait briefly for the answers."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self.stack.now()
+        for registration in self.registrations.values():
+            request = registration.stop(now)
+            if request is not None:
+                self._send(registration, request)
+        deadline = self._loop.time() + UNREGISTER_WAIT if self._loop else 0
+        while self._pending and self._loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    def handle(self, event):
+        """Take a client transaction event if it belongs to a registration."""
+        transaction = getattr(event, "transaction", None)
+        registration = self._pending.get(transaction)
+        if registration is None:
+            return False
+        now = self.stack.now()
+        before = registration.state, registration.last_error
+        if isinstance(event, ResponseReceived):
+            if event.response.status < 200:
+                return True
+            del self._pending[transaction]
+            try:
+                request = registration.response(event.response, now)
+            except ParseError as error:
+                log.warning("registrar answered %s with a malformed response: %s",
+                            registration.aor, error.reason)
+                request = None
+        elif isinstance(event, (TransactionTimedOut, TransportFailed)):
+            del self._pending[transaction]
+            request = registration.timed_out(now) if isinstance(event, TransactionTimedOut) \
+                else registration.transport_failed(now)
+        else:
+            return False
+        if request is not None:
+            self._send(registration, request)
+        self._report(registration, before, now)
+        self._arm()
+        return True
+
+    def status(self):
+        now = self.stack.now()
+        return [dict(registration.status(now), device=name)
+                for name, registration in self.registrations.items()]
+
+    # -- inside ----------------------------------------------------------------------
+
+    def _send(self, registration, request):
+        transaction = self.stack.send_request(request, self.destination)
+        if transaction is not None:
+            self._pending[transaction] = registration
+
+    def _report(self, registration, before, now):
+        after = registration.state, registration.last_error
+        if after == before:
+            return
+        status = registration.status(now)
+        if registration.is_registered(now) and registration.last_error is None:
+            log.info("%s registered at %s for %s s", registration.aor,
+                     self.proxy.registrar, status["granted"])
+        elif registration.last_error is not None:
+            log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
+                        registration.last_error, status["next_register_in"])
+
+    def _arm(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadlines = [r.get_timer() for r in self.registrations.values()]
+        deadlines = [d for d in deadlines if d is not None]
+        if deadlines:
+            self._timer = self._loop.call_at(min(deadlines) / 1000.0, self._on_timer)
+
+    def _on_timer(self):
+        self._timer = None
+        now = self.stack.now()
+        for registration in self.registrations.values():
+            before = registration.state, registration.last_error
+            request = registration.handle_timer(now)
+            if request is not None:
+                self._send(registration, request)
+            self._report(registration, before, now)
+        self._arm()
+
+
+def _credentials(username, password):
+    """The credentials callable of a Registration: the same user for every realm the
+    registrar names (a home proxy has one)."""
+
+    def credentials(realm):
+        return (username, password)
+
+    return credentials

@@ -1,0 +1,101 @@
+"""Every device registers through a real home proxy (Kamailio) and is reached through it."""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, _agent_env, _start_agent, _stop
+from .peers import Kamailio
+
+WAIT = 10.0  # seconds for registrations to settle
+
+
+def write_config(path, registrar, password, expires=600):
+    path.write_text(
+        '[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n\n'
+        '[proxy]\nregistrar = "%s"\nusername = "frontdoor-pi"\npassword = "%s"\n'
+        "expires = %d\n\n"
+        '[[devices]]\nname = "frontdoor"\ntype = "door"\npin = 17\n\n'
+        '[[devices]]\nname = "porch"\ntype = "light"\npin = 22\n' % (registrar, password, expires)
+    )
+
+
+def wait_for(predicate, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return predicate()
+
+
+def options_via(kamailio, uri):
+    """OPTIONS to `uri` sent through the proxy by a user of the realm."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "options", uri, "--proxy", kamailio.uri,
+         "--from", "sip:alice@home.arpa", "--user", "alice", "--password", "alice-pw",
+         "--timeout", "5"],
+        capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def workdir():
+    path = tempfile.mkdtemp(prefix="sipreg-")  # short: the control socket lives here
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def registrations(agent):
+    return {r["device"]: r for r in agent.status()["registrations"]}
+
+
+def test_devices_register_are_reached_through_the_proxy_and_unregister(workdir):
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with Kamailio(Path(workdir, "kamailio"), users) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret")
+        agent = _start_agent(workdir, ["-c", str(config)])
+        try:
+            assert wait_for(lambda: all(r["registered"] for r in registrations(agent).values())
+                            and len(registrations(agent)) == 2), agent.output()
+            status = registrations(agent)["frontdoor"]
+            assert status["aor"] == "sip:frontdoor@home.arpa"
+            assert status["last_error"] is None and status["granted"] == 600
+            assert 0 < status["expires_in"] <= 600
+
+            result = options_via(kamailio, "sip:frontdoor@home.arpa")
+            assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
+            assert "OPTIONS sip:frontdoor@127.0.0.1:%d" % agent.port in agent.log()
+        finally:
+            _stop(agent)
+        # Unregistered on the clean stop: the proxy no longer knows where the door is.
+        result = options_via(kamailio, "sip:frontdoor@home.arpa")
+        assert result.stdout.startswith("SIP/2.0 404"), result.stdout + kamailio.log()
+
+
+def test_wrong_password_is_reported_and_not_retried_at_once(workdir):
+    with Kamailio(Path(workdir, "kamailio"), {"frontdoor-pi": "pi-s3cret"}) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "not-the-password")
+        agent = _start_agent(workdir, ["-c", str(config)])
+        try:
+            assert wait_for(lambda: all(r["last_error"] for r in registrations(agent).values())
+                            and registrations(agent)), agent.output()
+            for status in registrations(agent).values():
+                assert not status["registered"]
+                assert status["last_error"] == "authentication failed"
+                assert status["next_register_in"] >= 14  # backoff: 30 s, less jitter
+            assert "pi-s3cret" not in agent.output() and "not-the-password" not in agent.output()
+            assert "not registered: authentication failed" in agent.log()
+            # One failed attempt (challenged, answer refused), then quiet until the backoff.
+            time.sleep(1.0)
+            assert registrations(agent)["frontdoor"]["failures"] == 1
+        finally:
+            _stop(agent)
