@@ -230,7 +230,17 @@ def cmd_status(args):
             extra = " brightness %d%%" % device["brightness"]
         print("  %-10s %-9s %-7s%s  %s" % (name, device["type"], device["state"], extra,
                                            device["uri"]))
-    print("registrations: %s" % (len(status["registrations"]) or "none"))
+    registrations = status["registrations"]
+    print("registrations:%s" % ("" if registrations else " none"))
+    for entry in registrations:
+        if entry["registered"]:
+            state = "registered, expires in %ss" % entry["expires_in"]
+        else:
+            state = entry["state"]
+        if entry["last_error"]:
+            state += " (%s; next attempt in %ss)" % (entry["last_error"],
+                                                    entry["next_register_in"])
+        print("  %-10s %s: %s" % (entry["device"], entry["aor"], state))
     print("NAT: %s" % (status["nat"] or "not configured"))
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
                                             len(status["calls"])))

@@ -70,6 +70,12 @@ def test_devices_register_are_reached_through_the_proxy_and_unregister(workdir):
             assert status["last_error"] is None and status["granted"] == 600
             assert 0 < status["expires_in"] <= 600
 
+            text = subprocess.run(
+                [sys.executable, "-m", "appliance.cli", "status", "--control", agent.control],
+                capture_output=True, text=True, timeout=10, env=_agent_env(), cwd=ROOT,
+            ).stdout
+            assert "frontdoor  sip:frontdoor@home.arpa: registered, expires in" in text, text
+
             result = options_via(kamailio, "sip:frontdoor@home.arpa")
             assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
             assert "OPTIONS sip:frontdoor@127.0.0.1:%d" % agent.port in agent.log()
