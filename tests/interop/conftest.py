@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from .peers import HOST, Kamailio, PeerMissing, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 BANNER_TIMEOUT = 15.0  # seconds for `appliance run` to print its banner
 STOP_TIMEOUT = 10.0  # seconds for a clean exit after SIGTERM
 STATUS_TIMEOUT = 10.0
@@ -46,19 +46,12 @@ def sipp_binary():
     return path
 
 
-def free_port(host=HOST, attempts=50):
-    """A port number free for both UDP and TCP on `host` (at the time of asking)."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP on %s after %d tries" % (host, attempts))
+def start_kamailio(workdir, users, **kwargs):
+    """A Kamailio home proxy to use in `with`: a failure in CI when it is not installed."""
+    try:
+        return Kamailio(workdir, users, **kwargs)
+    except PeerMissing as missing:
+        peer_unavailable("Kamailio (`kamailio`)", str(missing).rpartition("; ")[2])
 
 
 def _agent_env():

@@ -1,7 +1,9 @@
-"""Real peers the interop tests start and stop: Kamailio as the home proxy and registrar.
+"""Real peers the interop tests (and bench/) start and stop: Kamailio as the home proxy.
 
 `Kamailio(workdir, users={"alice": "s3cret"})` fills tests/interop/kamailio/kamailio.cfg.in,
-runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit.
+runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit. No
+pytest here: a missing binary raises PeerMissing, which the tests' fixture turns into a
+failure in CI.
 """
 
 import errno
@@ -13,10 +15,29 @@ import subprocess
 import time
 from pathlib import Path
 
-from .conftest import HOST, free_port, peer_unavailable
+HOST = "127.0.0.1"
 
 TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio.cfg.in"
 KAMAILIO_INSTALL_HINT = "apt-get install kamailio"
+
+
+class PeerMissing(Exception):
+    """A peer's program is not installed; the message says how to install it."""
+
+
+def free_port(attempts=50):
+    """A port number free for both UDP and TCP on HOST (at the time of asking)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no port free for both UDP and TCP on %s" % HOST)
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
@@ -38,7 +59,7 @@ class Kamailio:
             "/usr/sbin/kamailio" if os.path.exists("/usr/sbin/kamailio") else None
         )
         if self.binary is None:
-            peer_unavailable("Kamailio (`kamailio`)", KAMAILIO_INSTALL_HINT)
+            raise PeerMissing("Kamailio (`kamailio`) is not installed; " + KAMAILIO_INSTALL_HINT)
         self.workdir = Path(workdir)
         self.users = dict(users)
         self.realm = realm

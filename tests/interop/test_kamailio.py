@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, _agent_env
-from .peers import Kamailio
+from .conftest import ROOT, _agent_env, start_kamailio
 
 
 def options(kamailio, *extra):
@@ -19,14 +18,14 @@ def options(kamailio, *extra):
 
 @pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
 def test_proxy_challenge_answered_with_credentials(tmp_path, algorithm):
-    with Kamailio(tmp_path, {"alice": "s3cret"}, algorithm=algorithm) as kamailio:
+    with start_kamailio(tmp_path, {"alice": "s3cret"}, algorithm=algorithm) as kamailio:
         result = options(kamailio, "--user", "alice", "--password", "s3cret")
         assert result.returncode == 0, result.stdout + result.stderr + kamailio.log()
         assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
 
 
 def test_wrong_password_ends_on_the_challenge(tmp_path):
-    with Kamailio(tmp_path, {"alice": "s3cret"}) as kamailio:
+    with start_kamailio(tmp_path, {"alice": "s3cret"}) as kamailio:
         result = options(kamailio, "--user", "alice", "--password", "wrong")
         unauthenticated = options(kamailio)
     assert result.returncode == 1

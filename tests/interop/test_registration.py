@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop
-from .peers import Kamailio
+from .conftest import ROOT, _agent_env, _start_agent, _stop, start_kamailio
 
 WAIT = 10.0  # seconds for registrations to settle
 
@@ -58,7 +57,7 @@ def registrations(agent):
 
 def test_devices_register_are_reached_through_the_proxy_and_unregister(workdir):
     users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
-    with Kamailio(Path(workdir, "kamailio"), users) as kamailio:
+    with start_kamailio(Path(workdir, "kamailio"), users) as kamailio:
         config = Path(workdir, "home.toml")
         write_config(config, kamailio.uri, "pi-s3cret")
         agent = _start_agent(workdir, ["-c", str(config)])
@@ -87,7 +86,7 @@ def test_devices_register_are_reached_through_the_proxy_and_unregister(workdir):
 
 
 def test_wrong_password_is_reported_and_not_retried_at_once(workdir):
-    with Kamailio(Path(workdir, "kamailio"), {"frontdoor-pi": "pi-s3cret"}) as kamailio:
+    with start_kamailio(Path(workdir, "kamailio"), {"frontdoor-pi": "pi-s3cret"}) as kamailio:
         config = Path(workdir, "home.toml")
         write_config(config, kamailio.uri, "not-the-password")
         agent = _start_agent(workdir, ["-c", str(config)])
