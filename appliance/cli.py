@@ -238,8 +238,9 @@ def cmd_status(args):
         else:
             state = entry["state"]
         if entry["last_error"]:
-            state += " (%s; next attempt in %ss)" % (entry["last_error"],
-                                                    entry["next_register_in"])
+            retry = entry["next_register_in"]
+            state += " (%s%s)" % (entry["last_error"],
+                                  "" if retry is None else "; next attempt in %ss" % retry)
         print("  %-10s %s: %s" % (entry["device"], entry["aor"], state))
     print("NAT: %s" % (status["nat"] or "not configured"))
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),

@@ -10,10 +10,10 @@ import asyncio
 import logging
 import random
 
-from .net.resolver import resolve
+from .net.resolver import ResolveError, resolve
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
-from .sip.registration import Registration
+from .sip.registration import Registration, backoff_limit
 from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,31 @@ class Registrations:
         self.devices = list(devices)
         self.domain = domain or parse_uri(proxy.registrar).host
         self.destination = None
+        self.error = None  # why the registrar cannot be reached yet
+        self._resolve_failures = 0
         self.registrations = {}  # device name -> Registration
         self._pending = {}  # client transaction -> Registration
         self._timer = None
         self._loop = None
 
     async def start(self):
-        """Resolve the registrar and send every device's first REGISTER."""
+        """Resolve the registrar and send every device's first REGISTER. A registrar that
+        does not resolve is logged once per attempt and tried again on the RFC 5626
+        backoff schedule; the agent runs on meanwhile."""
         self._loop = asyncio.get_running_loop()
         registrar = parse_uri(self.proxy.registrar)
-        self.destination = await resolve(registrar)
+        try:
+            self.destination = await resolve(registrar)
+        except ResolveError as error:
+            self._resolve_failures += 1
+            delay = backoff_limit(self._resolve_failures) / 1000.0 * (0.5 + random.random() / 2)
+            self.error = str(error)
+            log.warning("%s; registering the devices in %.0f s", error, delay)
+            self._timer = self._loop.call_later(
+                delay, lambda: self._loop.create_task(self.start())
+            )
+            return
+        self.error = None
         transport = self.destination[0]
         host, port = self.stack.endpoint.local.get(transport, self.stack.endpoint.local["udp"])
         suffix = "" if transport == "udp" else ";transport=" + transport
@@ -106,6 +121,11 @@ class Registrations:
 
     def status(self):
         now = self.stack.now()
+        if not self.registrations and self.error is not None:
+            return [{"device": device.name, "aor": "sip:%s@%s" % (device.name, self.domain),
+                     "state": "unregistered", "registered": False, "expires_in": None,
+                     "next_register_in": None, "last_error": self.error,
+                     "failures": self._resolve_failures} for device in self.devices]
         return [dict(registration.status(now), device=name)
                 for name, registration in self.registrations.items()]
 

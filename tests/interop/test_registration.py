@@ -104,3 +104,24 @@ def test_wrong_password_is_reported_and_not_retried_at_once(workdir):
             assert registrations(agent)["frontdoor"]["failures"] == 1
         finally:
             _stop(agent)
+
+
+def test_a_registrar_that_does_not_resolve_is_reported_and_the_agent_serves_on(workdir):
+    config = Path(workdir, "home.toml")
+    write_config(config, "sip:registrar.invalid", "pi-s3cret")
+    agent = _start_agent(workdir, ["-c", str(config)])
+    try:
+        assert wait_for(lambda: registrations(agent)), agent.output()
+        status = registrations(agent)["frontdoor"]
+        assert not status["registered"]
+        assert status["last_error"].startswith("cannot resolve registrar.invalid")
+        assert agent.log().count("cannot resolve registrar.invalid") == 1  # one line, no loop
+        # ... and the devices still answer directly.
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance.cli", "options",
+             "sip:frontdoor@127.0.0.1:%d" % agent.port, "--timeout", "5"],
+            capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT,
+        )
+        assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
+    finally:
+        _stop(agent)
