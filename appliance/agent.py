@@ -50,7 +50,7 @@ class Agent:
         if config.proxy is not None:
             self.registrations = Registrations(
                 self.stack, config.proxy, [d for d in config.devices if d.name in self.devices],
-                config.agent.domain,
+                config.agent.domain, keepalive=config.nat.keepalive if config.nat else 0,
             )
         self.loop = None
         self.started = None

@@ -22,10 +22,13 @@ UNREGISTER_WAIT = 2.0  # seconds a clean stop waits for the registrar to confirm
 
 
 class Registrations:
-    def __init__(self, stack, proxy, devices, domain=None):
+    def __init__(self, stack, proxy, devices, domain=None, keepalive=0):
         """`proxy` is the [proxy] config; `devices` the [[devices]] configs; `domain` the
-        host part of the addresses of record (default: the registrar's host)."""
+        host part of the addresses of record (default: the registrar's host); `keepalive`
+        the seconds between keep-alives on the flow to the registrar (0: none)."""
         self.stack = stack
+        self.keepalive = keepalive
+        self._keepalive_timer = None
         self.proxy = proxy
         self.devices = list(devices)
         self.domain = domain or parse_uri(proxy.registrar).host
@@ -74,12 +77,17 @@ class Registrations:
             self.registrations[device.name] = registration
             self._send(registration, registration.start(now))
         self._arm()
+        if self.keepalive:
+            self._schedule_keepalive()
 
     async def stop(self):
         """Unregister every binding (Expires: 0) and wait briefly for the answers."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
         now = self.stack.now()
         for registration in self.registrations.values():
             request = registration.stop(now)
@@ -130,6 +138,18 @@ class Registrations:
                 for name, registration in self.registrations.items()]
 
     # -- inside ----------------------------------------------------------------------
+
+    def _schedule_keepalive(self):
+        # 80-100% of the interval: jitter keeps many appliances from pinging in step.
+        delay = self.keepalive * (0.8 + 0.2 * random.random())
+        self._keepalive_timer = self._loop.call_later(delay, self._send_keepalive)
+
+    def _send_keepalive(self):
+        """Keep the NAT's mapping to the registrar open while anything is registered."""
+        now = self.stack.now()
+        if any(r.is_registered(now) for r in self.registrations.values()):
+            self.stack.send_keepalive(*self.destination)
+        self._schedule_keepalive()
 
     def _send(self, registration, request):
         transaction = self.stack.send_request(request, self.destination)

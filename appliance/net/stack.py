@@ -14,7 +14,7 @@ import os
 import socket
 
 from ..errors import ApplianceError
-from ..sip.endpoint import Capabilities, Endpoint
+from ..sip.endpoint import Capabilities, Datagram, Endpoint
 from ..sip.transaction import TimerValues
 from .tcp import TcpConnections
 from .udp import UdpListener
@@ -164,6 +164,11 @@ class SipStack:
         )
         self.flush()
         return response
+
+    def send_keepalive(self, transport, host, port):
+        """A double-CRLF keep-alive ping (RFC 5626 section 3.5.1) on the flow to a peer:
+        it keeps the NAT's mapping of that flow open."""
+        self._send(Datagram(b"\r\n\r\n", transport, host, port))
 
     def flush(self):
         """Send what the endpoint queued, hand out its events, re-arm the timer."""

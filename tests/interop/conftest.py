@@ -112,16 +112,17 @@ class RunningAgent:
         return json.loads(proc.stdout)
 
 
-def _start_agent(workdir, extra=()):
+def _start_agent(workdir, extra=(), host=HOST, prefix=()):
+    """`prefix` runs it on another host of a lab (["ip", "netns", "exec", NAME])."""
     port = free_port()
     control = os.path.join(workdir, "control.sock")
     stdout_path = Path(workdir, "agent.stdout")
     stderr_path = Path(workdir, "agent.stderr")
     # fmt: off
     command = [
-        sys.executable, "-m", "appliance.cli", "run",
-        "--listen", "udp:%s:%d" % (HOST, port),
-        "--listen", "tcp:%s:%d" % (HOST, port),
+        *prefix, sys.executable, "-m", "appliance.cli", "run",
+        "--listen", "udp:%s:%d" % (host, port),
+        "--listen", "tcp:%s:%d" % (host, port),
         "--control", control,
         *extra,
     ]
@@ -130,7 +131,7 @@ def _start_agent(workdir, extra=()):
         process = subprocess.Popen(
             command, cwd=ROOT, env=_agent_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
         )
-    agent = RunningAgent(process, HOST, port, control, stdout_path, stderr_path)
+    agent = RunningAgent(process, host, port, control, stdout_path, stderr_path)
     deadline = time.monotonic() + BANNER_TIMEOUT
     while time.monotonic() < deadline:
         if "control socket" in agent.banner():

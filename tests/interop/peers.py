@@ -54,7 +54,10 @@ def _port_taken(port):
 class Kamailio:
     """The home proxy: a registrar with digest auth for `users`, realm `realm`."""
 
-    def __init__(self, workdir, users, realm="home.arpa", algorithm="MD5"):
+    def __init__(self, workdir, users, realm="home.arpa", algorithm="MD5", host=HOST,
+                 port=None, prefix=()):
+        """`prefix` runs it elsewhere (["ip", "netns", "exec", NAME]); `host`/`port` are
+        where it listens there."""
         self.binary = shutil.which("kamailio") or (
             "/usr/sbin/kamailio" if os.path.exists("/usr/sbin/kamailio") else None
         )
@@ -64,14 +67,17 @@ class Kamailio:
         self.users = dict(users)
         self.realm = realm
         self.algorithm = algorithm
-        self.port = None
+        self.host = host
+        self.port = port
+        self.prefix = list(prefix)
         self.process = None
         self.log_path = self.workdir / "kamailio.log"
 
     def _config(self):
         users = "\n".join('    $sht(users=>%s) = "%s";' % item for item in self.users.items())
         text = TEMPLATE.read_text()
-        for name, value in (("REALM", self.realm), ("HOST", HOST), ("PORT", str(self.port)),
+        for name, value in (("REALM", self.realm), ("HOST", self.host),
+                            ("PORT", str(self.port)),
                             ("RUNDIR", str(self.workdir)), ("ALGORITHM", self.algorithm),
                             ("USERS", users)):
             text = text.replace("@%s@" % name, value)
@@ -81,17 +87,19 @@ class Kamailio:
 
     def __enter__(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        if self.port is None:
+            self.port = free_port()
         config = self._config()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [self.binary, "-f", str(config), "-DD", "-E", "-Y", str(self.workdir),
-                 "-w", str(self.workdir)],
+                [*self.prefix, self.binary, "-f", str(config), "-DD", "-E", "-Y",
+                 str(self.workdir), "-w", str(self.workdir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
-        while not _port_taken(self.port):
+        ready = self.workdir / "kamailio_ctl"  # its control socket: there once it serves
+        while not (ready.exists() and (self.prefix or _port_taken(self.port))):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.__exit__(None, None, None)
                 raise AssertionError("Kamailio did not start:\n" + self.log())
@@ -110,7 +118,16 @@ class Kamailio:
 
     @property
     def uri(self):
-        return "sip:%s:%d" % (HOST, self.port)
+        return "sip:%s:%d" % (self.host, self.port)
+
+    def location(self):
+        """The registrar's location table (`kamcmd ul.dump`), as text."""
+        kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        result = subprocess.run(
+            [kamcmd, "-s", "unix:%s" % (self.workdir / "kamailio_ctl"), "ul.dump"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return result.stdout + result.stderr
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -14,14 +14,18 @@ from .conftest import ROOT, _agent_env, _start_agent, _stop, start_kamailio
 WAIT = 10.0  # seconds for registrations to settle
 
 
-def write_config(path, registrar, password, expires=600):
-    path.write_text(
-        '[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n\n'
-        '[proxy]\nregistrar = "%s"\nusername = "frontdoor-pi"\npassword = "%s"\n'
-        "expires = %d\n\n"
-        '[[devices]]\nname = "frontdoor"\ntype = "door"\npin = 17\n\n'
-        '[[devices]]\nname = "porch"\ntype = "light"\npin = 22\n' % (registrar, password, expires)
-    )
+def write_config(path, registrar, password, expires=600, devices=("frontdoor", "porch"),
+                 keepalive=None):
+    kinds = {"frontdoor": 'type = "door"\npin = 17', "porch": 'type = "light"\npin = 22',
+             "doorbell": 'type = "doorbell"\npin = 27'}
+    text = ('[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n\n'
+            '[proxy]\nregistrar = "%s"\nusername = "frontdoor-pi"\npassword = "%s"\n'
+            "expires = %d\n\n" % (registrar, password, expires))
+    if keepalive is not None:
+        text += "[nat]\nkeepalive = %d\n\n" % keepalive
+    for name in devices:
+        text += '[[devices]]\nname = "%s"\n%s\n\n' % (name, kinds[name])
+    path.write_text(text)
 
 
 def wait_for(predicate, timeout=WAIT):

@@ -1,0 +1,119 @@
+"""Devices behind a real NAT (network namespaces, nftables masquerade) register through a
+Kamailio on the WAN side, which records the NAT's public address, and a caller on the WAN
+reaches them through it."""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, _agent_env, _start_agent, _stop, peer_unavailable, start_kamailio
+from .natlab import LAN_ADDRESS, ROUTER_WAN, WAN_ADDRESS, LabUnavailable, NatLab
+from .test_registration import registrations, wait_for, write_config
+
+
+@pytest.fixture
+def lab():
+    try:
+        with NatLab(udp_timeout=20) as built:
+            yield built
+    except LabUnavailable as why:
+        peer_unavailable("a NAT lab (root, `ip netns`, nftables)", str(why))
+
+
+@pytest.fixture
+def workdir():
+    path = tempfile.mkdtemp(prefix="sipnat-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_devices_behind_a_nat_register_with_its_public_address_and_are_reached(lab, workdir):
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret")
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: len(registrations(agent)) == 2 and all(
+                r["registered"] for r in registrations(agent).values())), agent.output()
+            # 1. The registrar holds the NAT's public address for each device.
+            location = kamailio.location()
+            aors = [line.split(":", 1)[1].strip() for line in location.splitlines()
+                    if line.strip().startswith("AoR:")]
+            received = [line.split(":", 1)[1].strip() for line in location.splitlines()
+                        if line.strip().startswith("Received:")]
+            assert sorted(aors) == ["frontdoor", "porch"], location
+            assert len(received) == 2, location
+            assert all(r.startswith("sip:%s:" % ROUTER_WAN) for r in received), location
+
+            # A caller on the WAN reaches the door through the proxy and the NAT mapping.
+            result = subprocess.run(
+                [*lab.prefix(lab.wan), sys.executable, "-m", "appliance.cli", "options",
+                 "sip:frontdoor@home.arpa", "--proxy", kamailio.uri,
+                 "--from", "sip:alice@home.arpa", "--user", "alice", "--password", "alice-pw",
+                 "--timeout", "5"],
+                capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT,
+            )
+            assert result.stdout.startswith("SIP/2.0 200 OK"), (
+                result.stdout + result.stderr + agent.output() + kamailio.log())
+            assert "from udp:%s:" % WAN_ADDRESS in agent.log()  # it came from outside
+        finally:
+            _stop(agent)
+        time.sleep(0.2)
+
+
+IDLE = 3 * 20 + 5  # seconds: longer than three of the router's UDP conntrack timeouts
+
+
+def call_from_wan(lab, kamailio, device):
+    return subprocess.run(
+        [*lab.prefix(lab.wan), sys.executable, "-m", "appliance.cli", "options",
+         "sip:%s@home.arpa" % device, "--proxy", kamailio.uri, "--from", "sip:alice@home.arpa",
+         "--user", "alice", "--password", "alice-pw", "--timeout", "8"],
+        capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT,
+    )
+
+
+def test_keepalives_keep_a_device_reachable_after_a_long_idle_and_without_them_it_is_not(
+        lab, workdir):
+    # Two appliances in the same home: the front door's sends keep-alives, the porch's does
+    # not. After an idle spell longer than three NAT timeouts, only the door is reachable:
+    # the keep-alives are what keep it so.
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio:
+        agents = {}
+        try:
+            for device, keepalive in (("frontdoor", 8), ("porch", 0)):
+                home = Path(workdir, device)
+                home.mkdir()
+                config = home / "home.toml"
+                write_config(config, kamailio.uri, "pi-s3cret", devices=(device,),
+                             keepalive=keepalive)
+                agents[device] = _start_agent(str(home), ["-c", str(config)],
+                                              host=LAN_ADDRESS, prefix=lab.prefix(lab.lan))
+            for device, agent in agents.items():
+                assert wait_for(lambda a=agent, d=device: registrations(a).get(d, {}).get(
+                    "registered")), agent.output()
+            for device in agents:  # both reachable to begin with
+                assert call_from_wan(lab, kamailio, device).stdout.startswith("SIP/2.0 200")
+            time.sleep(IDLE)
+            porch_log_before = len(agents["porch"].log())
+            door = call_from_wan(lab, kamailio, "frontdoor")
+            porch = call_from_wan(lab, kamailio, "porch")
+            assert door.stdout.startswith("SIP/2.0 200 OK"), (
+                door.stdout + door.stderr + agents["frontdoor"].output())
+            assert not porch.stdout.startswith("SIP/2.0 200"), porch.stdout
+            assert porch.returncode != 0
+            # The call never reached the porch's appliance: its NAT mapping was gone.
+            assert "OPTIONS" not in agents["porch"].log()[porch_log_before:]
+        finally:
+            for agent in agents.values():
+                _stop(agent)
