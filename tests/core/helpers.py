@@ -15,6 +15,7 @@ Everything here runs on MicroPython too: no dataclasses, typing or os.path.
 """
 
 from appliance.sip.endpoint import Capabilities, Endpoint
+from appliance.sip.errors import ParseError
 from appliance.sip.message import Request, parse_message
 from appliance.sip.transaction import TimerValues
 
@@ -328,3 +329,12 @@ class UaPair:
             (t, d) for t, who, d, lost in self.log
             if who == name and (dropped is None or lost == dropped)
         ]
+
+
+def error_of(function, *args):
+    """The ParseError that function(*args) raises."""
+    try:
+        function(*args)
+    except ParseError as error:
+        return error
+    raise AssertionError("no ParseError from %r" % (args,))

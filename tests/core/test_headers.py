@@ -3,7 +3,6 @@
 
 import unittest
 
-from appliance.sip.errors import ParseError
 from appliance.sip.headers import (
     Address,
     CSeq,
@@ -23,14 +22,7 @@ from appliance.sip.headers import (
 )
 from appliance.sip.uri import OpaqueUri, Uri, parse_uri
 
-
-def error_of(function, *args):
-    """The ParseError that function(*args) raises."""
-    try:
-        function(*args)
-    except ParseError as error:
-        return error
-    raise AssertionError("no ParseError from %r" % (args,))
+from .helpers import error_of
 
 
 class TestNames(unittest.TestCase):

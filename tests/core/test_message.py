@@ -17,6 +17,8 @@ from appliance.sip.message import (
 )
 from appliance.sip.uri import parse_uri
 
+from .helpers import error_of
+
 INVITE = (
     b"INVITE sip:bob@biloxi.com SIP/2.0\r\n"
     b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
@@ -92,14 +94,6 @@ def request_text(extra=b"", body=b"", length=None, start=b"OPTIONS sip:bob@bilox
         + b"\r\n"
         + body
     )
-
-
-def error_of(function, *args):
-    try:
-        function(*args)
-    except ParseError as error:
-        return error
-    raise AssertionError("no ParseError")
 
 
 class TestParseRequest(unittest.TestCase):

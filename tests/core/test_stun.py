@@ -42,18 +42,13 @@ from appliance.sip.stun import (
     xor_mapped_address,
 )
 
+from .helpers import error_of
+
 
 def unhex(text):
     return binascii.unhexlify("".join(text.split()))
 
 
-def error_of(function, *args):
-    """The ParseError that function(*args) raises."""
-    try:
-        function(*args)
-    except ParseError as error:
-        return error
-    raise AssertionError("no ParseError from %r" % (args,))
 
 
 # RFC 5769 ("Test Vectors for STUN"), copied byte for byte. All three share this transaction
