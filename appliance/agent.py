@@ -12,6 +12,7 @@ import logging
 from . import __version__
 from .devices import build_devices
 from .devices.build import pin_factory_for
+from .nat import NatProbe
 from .net.stack import SipStack
 from .redact import mask_uri_passwords, printable, printable_message
 from .registrations import Registrations
@@ -52,6 +53,11 @@ class Agent:
                 self.stack, config.proxy, [d for d in config.devices if d.name in self.devices],
                 config.agent.domain, keepalive=config.nat.keepalive if config.nat else 0,
             )
+        self.nat = None
+        if config.nat is not None and config.nat.stun:
+            self.nat = NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
+                                self._public_address_changed)
+            self.stack.stun_handler = self.nat.handle
         self.loop = None
         self.started = None
         self.counters = {"requests": 0, "rejected": 0, "dropped": 0}
@@ -61,11 +67,19 @@ class Agent:
         for device in self.devices.values():
             device.on_change = self._device_changed_threadsafe
         await self.stack.start()
+        if self.nat is not None:
+            await self.nat.start(self.loop)
         if self.registrations is not None:
             await self.registrations.start()
         self.started = self.loop.time()
 
+    def _public_address_changed(self):
+        if self.registrations is not None:
+            self.registrations.register_again()
+
     async def close(self):
+        if self.nat is not None:
+            self.nat.close()
         if self.registrations is not None:
             await self.registrations.stop()
         await self.stack.close()
@@ -178,7 +192,7 @@ class Agent:
                 for name, device in self.devices.items()
             },
             "registrations": self.registrations.status() if self.registrations else [],
-            "nat": None,
+            "nat": self.nat.status() if self.nat else None,
             "subscriptions": [],
             "calls": [],
             "mqtt": None,

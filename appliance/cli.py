@@ -242,7 +242,13 @@ def cmd_status(args):
             state += " (%s%s)" % (entry["last_error"],
                                   "" if retry is None else "; next attempt in %ss" % retry)
         print("  %-10s %s: %s" % (entry["device"], entry["aor"], state))
-    print("NAT: %s" % (status["nat"] or "not configured"))
+    nat = status["nat"]
+    if nat is None:
+        print("NAT: no STUN server configured")
+    else:
+        print("NAT: public address %s (STUN %s, every %ss)%s"
+              % (nat["public"] or "not learned yet", nat["stun"], nat["keepalive"],
+                 "; " + nat["error"] if nat["error"] else ""))
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
                                             len(status["calls"])))
     print("MQTT: %s" % (status["mqtt"] or "not configured"))

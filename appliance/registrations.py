@@ -127,6 +127,17 @@ class Registrations:
         self._arm()
         return True
 
+    def register_again(self):
+        """Register every device at once (the public address changed)."""
+        if self._loop is None or not self.registrations:
+            return
+        now = self.stack.now()
+        for registration in self.registrations.values():
+            request = registration.contact_changed(registration.contact, now)
+            if request is not None:
+                self._send(registration, request)
+        self._arm()
+
     def status(self):
         now = self.stack.now()
         if not self.registrations and self.error is not None:

@@ -15,6 +15,7 @@ import socket
 
 from ..errors import ApplianceError
 from ..sip.endpoint import Capabilities, Datagram, Endpoint
+from ..sip.stun import is_stun
 from ..sip.transaction import TimerValues
 from .tcp import TcpConnections
 from .udp import UdpListener
@@ -68,6 +69,7 @@ class SipStack:
         self._timer_deadline = None
         self._loop = None
         self._flushing = False
+        self.stun_handler = None  # called with (data, source) for STUN on UDP
 
     def now(self):
         return int(self._loop.time() * 1000)
@@ -132,6 +134,10 @@ class SipStack:
     # -- in ------------------------------------------------------------------------------
 
     def receive(self, data, transport, source):
+        if data[:1] in (b"\x00", b"\x01") and self.stun_handler is not None \
+                and is_stun(data):
+            self.stun_handler(data, source)  # STUN shares the SIP socket (RFC 5626 4.4.2)
+            return
         try:
             self.endpoint.receive(data, transport, source, self.now())
         except Exception:
@@ -168,7 +174,11 @@ class SipStack:
     def send_keepalive(self, transport, host, port):
         """A double-CRLF keep-alive ping (RFC 5626 section 3.5.1) on the flow to a peer:
         it keeps the NAT's mapping of that flow open."""
-        self._send(Datagram(b"\r\n\r\n", transport, host, port))
+        self.send_raw(b"\r\n\r\n", transport, host, port)
+
+    def send_raw(self, data, transport, host, port):
+        """Bytes that are not SIP (keep-alives, STUN) from the SIP socket."""
+        self._send(Datagram(data, transport, host, port))
 
     def flush(self):
         """Send what the endpoint queued, hand out its events, re-arm the timer."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .peers import HOST, Kamailio, PeerMissing, free_port
+from .peers import HOST, Coturn, Kamailio, PeerMissing, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_TIMEOUT = 15.0  # seconds for `appliance run` to print its banner
@@ -52,6 +52,14 @@ def start_kamailio(workdir, users, **kwargs):
         return Kamailio(workdir, users, **kwargs)
     except PeerMissing as missing:
         peer_unavailable("Kamailio (`kamailio`)", str(missing).rpartition("; ")[2])
+
+
+def start_coturn(workdir, **kwargs):
+    """A coturn STUN server to use in `with`: a failure in CI when it is not installed."""
+    try:
+        return Coturn(workdir, **kwargs)
+    except PeerMissing as missing:
+        peer_unavailable("coturn (`turnserver`)", str(missing).rpartition("; ")[2])
 
 
 def _agent_env():

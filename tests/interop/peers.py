@@ -131,3 +131,50 @@ class Kamailio:
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Coturn:
+    """coturn as a plain STUN server (`turnserver --stun-only`), e.g. on a lab's WAN host."""
+
+    def __init__(self, workdir, host=HOST, port=3478, prefix=()):
+        self.binary = shutil.which("turnserver") or (
+            "/usr/bin/turnserver" if os.path.exists("/usr/bin/turnserver") else None
+        )
+        if self.binary is None:
+            raise PeerMissing("coturn (`turnserver`) is not installed; apt-get install coturn")
+        self.workdir = Path(workdir)
+        self.host = host
+        self.port = port
+        self.prefix = list(prefix)
+        self.process = None
+        self.log_path = self.workdir / "turnserver.log"
+
+    def __enter__(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [*self.prefix, self.binary, "-n", "--stun-only", "--no-cli", "--no-tls",
+             "--no-dtls", "-L", self.host, "-p", str(self.port), "--simple-log",
+             "-l", str(self.log_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(0.5)  # it binds at once; a failure shows as an exit here
+        if self.process.poll() is not None:
+            raise AssertionError("turnserver exited:\n" + self.log())
+        return self
+
+    def __exit__(self, *exc):
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

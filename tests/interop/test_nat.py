@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop, peer_unavailable, start_kamailio
+from .conftest import (
+    ROOT,
+    _agent_env,
+    _start_agent,
+    _stop,
+    peer_unavailable,
+    start_coturn,
+    start_kamailio,
+)
 from .natlab import LAN_ADDRESS, ROUTER_WAN, WAN_ADDRESS, LabUnavailable, NatLab
 from .test_registration import registrations, wait_for, write_config
 
@@ -117,3 +125,28 @@ def test_keepalives_keep_a_device_reachable_after_a_long_idle_and_without_them_i
         finally:
             for agent in agents.values():
                 _stop(agent)
+
+
+def test_stun_learns_the_public_address_of_the_sip_socket(lab, workdir):
+    users = {"frontdoor-pi": "pi-s3cret"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio, \
+            start_coturn(Path(workdir, "coturn"), host=WAN_ADDRESS,
+                         prefix=lab.prefix(lab.wan)) as coturn:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret", keepalive=5, stun=coturn.address)
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: (agent.status()["nat"] or {}).get("public")), (
+                agent.output() + coturn.log())
+            nat = agent.status()["nat"]
+            host, _, port = nat["public"].rpartition(":")
+            assert host == ROUTER_WAN  # the router's address, not the LAN's
+            assert nat["stun"] == coturn.address and nat["error"] is None
+            # The same mapping the registrar saw for the SIP socket.
+            assert wait_for(lambda: "Received: sip:%s:%s" % (ROUTER_WAN, port)
+                            in kamailio.location()), kamailio.location()
+            assert "public address of the SIP socket: %s" % nat["public"] in agent.log()
+        finally:
+            _stop(agent)

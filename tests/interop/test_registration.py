@@ -15,14 +15,19 @@ WAIT = 10.0  # seconds for registrations to settle
 
 
 def write_config(path, registrar, password, expires=600, devices=("frontdoor", "porch"),
-                 keepalive=None):
+                 keepalive=None, stun=None):
     kinds = {"frontdoor": 'type = "door"\npin = 17', "porch": 'type = "light"\npin = 22',
              "doorbell": 'type = "doorbell"\npin = 27'}
     text = ('[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n\n'
             '[proxy]\nregistrar = "%s"\nusername = "frontdoor-pi"\npassword = "%s"\n'
             "expires = %d\n\n" % (registrar, password, expires))
-    if keepalive is not None:
-        text += "[nat]\nkeepalive = %d\n\n" % keepalive
+    if keepalive is not None or stun is not None:
+        text += "[nat]\n"
+        if keepalive is not None:
+            text += "keepalive = %d\n" % keepalive
+        if stun is not None:
+            text += 'stun = "%s"\n' % stun
+        text += "\n"
     for name in devices:
         text += '[[devices]]\nname = "%s"\n%s\n\n' % (name, kinds[name])
     path.write_text(text)

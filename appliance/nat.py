@@ -1,0 +1,94 @@
+"""The agent's public address, learned with STUN ([nat] stun, RFC 8489).
+
+A Binding request goes from the SIP UDP socket to the STUN server every `[nat] keepalive`
+seconds (with jitter); the XOR-MAPPED-ADDRESS of the answer is the address and port the
+home router shows the world for that socket. A change of that mapping (the router
+restarted, the line got a new address) asks the registrations to register again at once.
+"""
+
+import logging
+import os
+import random
+
+from .net.resolver import ResolveError, resolve
+from .sip.errors import ParseError
+from .sip.stun import BINDING_SUCCESS, binding_request, parse_message, xor_mapped_address
+from .sip.uri import parse_uri
+
+log = logging.getLogger(__name__)
+
+RETRY = 30.0  # seconds between Binding requests while none is answered
+
+
+class NatProbe:
+    def __init__(self, stack, server, interval, on_change):
+        """`server` is "host:port"; `on_change()` is called when the mapping changes."""
+        self.stack = stack
+        self.server = server
+        self.interval = interval or RETRY
+        self.on_change = on_change
+        self.public = None  # (host, port) once learned
+        self.error = None
+        self.destination = None
+        self._pending = {}  # transaction id -> sent time (loop seconds)
+        self._timer = None
+        self._loop = None
+
+    async def start(self, loop):
+        self._loop = loop
+        try:
+            _, host, port = await resolve(parse_uri("sip:" + self.server))
+        except ResolveError as error:
+            self.error = str(error)
+            log.warning("STUN server: %s; trying again in %.0f s", error, RETRY)
+            self._timer = loop.call_later(RETRY, lambda: loop.create_task(self.start(loop)))
+            return
+        self.destination = (host, port)
+        self._probe()
+
+    def close(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _probe(self):
+        transaction_id = os.urandom(12)
+        self._pending = {transaction_id: self._loop.time()}  # only the latest counts
+        request = binding_request(transaction_id, software="sip-appliance")
+        self.stack.send_raw(request.to_bytes(), "udp", *self.destination)
+        delay = self.interval * (0.8 + 0.2 * random.random())
+        self._timer = self._loop.call_later(delay, self._probe)
+
+    def handle(self, data, source):
+        """A STUN datagram that arrived on the SIP socket."""
+        try:
+            message = parse_message(data)
+        except ParseError as error:
+            log.debug("dropped a malformed STUN message from %s: %s", source[0], error.reason)
+            return
+        if message.transaction_id not in self._pending \
+                or message.message_type != BINDING_SUCCESS:
+            return
+        del self._pending[message.transaction_id]
+        mapped = xor_mapped_address(message)
+        if mapped is None:
+            self.error = "STUN answer without a mapped address"
+            return
+        self.error = None
+        if mapped != self.public:
+            before = self.public
+            self.public = mapped
+            if before is None:
+                log.info("public address of the SIP socket: %s:%d", *mapped)
+            else:
+                log.warning("public address changed from %s:%d to %s:%d; registering again",
+                            before[0], before[1], mapped[0], mapped[1])
+                self.on_change()
+
+    def status(self):
+        return {
+            "stun": self.server,
+            "public": "%s:%d" % self.public if self.public else None,
+            "keepalive": self.interval,
+            "error": self.error,
+        }
