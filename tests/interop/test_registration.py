@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop, start_kamailio
+from .conftest import ROOT, _agent_env, _start_agent, _stop, free_port, start_kamailio
 
 WAIT = 10.0  # seconds for registrations to settle
 
@@ -134,3 +134,29 @@ def test_a_registrar_that_does_not_resolve_is_reported_and_the_agent_serves_on(w
         assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
     finally:
         _stop(agent)
+
+
+def test_after_the_registrar_restarts_the_devices_register_again(workdir):
+    # Kamailio keeps its location table in memory: a restart forgets every binding. The
+    # devices come back with their next refresh (expires 60: within about 30 s), answering
+    # the new instance's challenge.
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    port = free_port()
+    config = Path(workdir, "home.toml")
+    agent = None
+    try:
+        with start_kamailio(Path(workdir, "kamailio-1"), users, port=port) as first:
+            write_config(config, first.uri, "pi-s3cret", expires=60)
+            agent = _start_agent(workdir, ["-c", str(config)])
+            assert wait_for(lambda: all(r["registered"] for r in registrations(agent).values())
+                            and registrations(agent)), agent.output()
+        with start_kamailio(Path(workdir, "kamailio-2"), users, port=port) as second:
+            assert "AoR: frontdoor" not in second.location()  # forgotten
+            assert wait_for(lambda: "AoR: frontdoor" in second.location()
+                            and "AoR: porch" in second.location(), timeout=45), (
+                agent.output() + second.log())
+            result = options_via(second, "sip:frontdoor@home.arpa")
+            assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
+    finally:
+        if agent is not None:
+            _stop(agent)
