@@ -32,6 +32,7 @@ class NatProbe:
         self.destination = None
         self._pending = {}  # transaction id -> sent time (loop seconds)
         self._timer = None
+        self._retry = None
         self._loop = None
 
     async def start(self, loop):
@@ -41,10 +42,14 @@ class NatProbe:
         except ResolveError as error:
             self.error = str(error)
             log.warning("STUN server: %s; trying again in %.0f s", error, RETRY)
-            self._timer = loop.call_later(RETRY, lambda: loop.create_task(self.start(loop)))
+            self._timer = loop.call_later(RETRY, self._retry_start)
             return
         self.destination = (host, port)
         self._probe()
+
+    def _retry_start(self):
+        # Keep a reference: the loop holds tasks only weakly.
+        self._retry = self._loop.create_task(self.start(self._loop))
 
     def close(self):
         if self._timer is not None:

@@ -38,6 +38,7 @@ class Registrations:
         self.registrations = {}  # device name -> Registration
         self._pending = {}  # client transaction -> Registration
         self._timer = None
+        self._retry = None
         self._loop = None
 
     async def start(self):
@@ -53,9 +54,7 @@ class Registrations:
             delay = backoff_limit(self._resolve_failures) / 1000.0 * (0.5 + random.random() / 2)
             self.error = str(error)
             log.warning("%s; registering the devices in %.0f s", error, delay)
-            self._timer = self._loop.call_later(
-                delay, lambda: self._loop.create_task(self.start())
-            )
+            self._timer = self._loop.call_later(delay, self._retry_start)
             return
         self.error = None
         transport = self.destination[0]
@@ -126,6 +125,10 @@ class Registrations:
         self._report(registration, before, now)
         self._arm()
         return True
+
+    def _retry_start(self):
+        # Keep a reference: the loop holds tasks only weakly.
+        self._retry = self._loop.create_task(self.start())
 
     def register_again(self):
         """Register every device at once (the public address changed)."""
