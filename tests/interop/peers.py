@@ -51,7 +51,30 @@ def _port_taken(port):
     return False
 
 
-class Kamailio:
+class _Peer:
+    """A peer program started in its own process group: stopped with its children on
+    exit; `log()` is what it wrote to `log_path`."""
+
+    process = None
+    log_path = None
+
+    def __exit__(self, *exc):
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self):
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+
+class Kamailio(_Peer):
     """The home proxy: a registrar with digest auth for `users`, realm `realm`."""
 
     def __init__(self, workdir, users, realm="home.arpa", algorithm="MD5", host=HOST,
@@ -106,16 +129,6 @@ class Kamailio:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, *exc):
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
     @property
     def uri(self):
         return "sip:%s:%d" % (self.host, self.port)
@@ -129,11 +142,9 @@ class Kamailio:
         )
         return result.stdout + result.stderr
 
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class Coturn:
+class Coturn(_Peer):
     """coturn as a plain STUN server (`turnserver --stun-only`), e.g. on a lab's WAN host."""
 
     def __init__(self, workdir, host=HOST, port=3478, prefix=()):
@@ -163,18 +174,7 @@ class Coturn:
             raise AssertionError("turnserver exited:\n" + self.log())
         return self
 
-    def __exit__(self, *exc):
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
     @property
     def address(self):
         return "%s:%d" % (self.host, self.port)
 
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
