@@ -423,6 +423,9 @@ class StreamParser:
     `feed(data)` returns a list whose items are the bytes of each complete message,
     or `PING` (a double CRLF, RFC 5626 keep-alive) or `PONG` (a single CRLF). Raises
     ParseError when the stream cannot be framed (the connection should then be closed).
+
+    A lone CRLF could be the start of a ping, so it is held until more bytes come, unless
+    `pong_expected` is set (this side sent a ping): then it is the pong, at once.
     """
 
     PING = "ping"
@@ -430,6 +433,7 @@ class StreamParser:
 
     def __init__(self, max_message=65536):
         self.max_message = max_message
+        self.pong_expected = False
         self._buffer = b""
 
     def feed(self, data):
@@ -444,10 +448,13 @@ class StreamParser:
                     out.append(self.PING)
                     pos += 4
                     continue
-                if rest < 4 and b"\r\n\r\n".startswith(buffer[pos:]):
+                pong = buffer.startswith(b"\r\n", pos)
+                if rest < 4 and b"\r\n\r\n".startswith(buffer[pos:]) \
+                        and not (pong and self.pong_expected):
                     break  # wait: it may still become a ping
-                if buffer.startswith(b"\r\n", pos):
+                if pong:
                     out.append(self.PONG)
+                    self.pong_expected = False
                     pos += 2
                     continue
                 raise ParseError("Stray line break in stream")

@@ -6,6 +6,7 @@
     request = registration.response(response, now)     # a final response to it...
     request = registration.timed_out(now)              # ...or TransactionTimedOut
     request = registration.transport_failed(now)       # ...or TransportFailed
+    request = registration.failover(now)       # ...or try it at the next server instead
     registration.get_timer()                   # the next deadline (ms) or None
     request = registration.handle_timer(now)   # a refresh or a retry, when due
     request = registration.stop(now)           # unregister (Expires: 0)
@@ -118,7 +119,7 @@ class Registration:
         self.reg_id = reg_id
         self.some_flows_ok = some_flows_ok  # set by the caller as its other flows come and go
         self._digest = DigestClient(credentials, token) if credentials is not None else None
-        self._set_contact(contact)
+        self.set_contact(contact)
         self.cseq = 0
         self.state = UNREGISTERED
         self.outstanding = None  # the REGISTER in flight
@@ -126,6 +127,7 @@ class Registration:
         self.next_refresh = None  # when the next REGISTER goes: refresh or retry (ms)
         self.granted = None  # seconds, from the last 2xx
         self.outbound = None  # the last 2xx had Require: outbound (RFC 5626 section 4.2.1)
+        self.flow_timer = None  # seconds between keep-alives the registrar asks for
         self.last_error = None
         self.failures = 0  # consecutive
         self._asked = None  # the Expires of the outstanding REGISTER
@@ -133,7 +135,8 @@ class Registration:
         self._stop_pending = False
         self._contact_pending = False
 
-    def _set_contact(self, contact):
+    def set_contact(self, contact):
+        """The Contact the next REGISTER carries (see `contact_changed` to send it now)."""
         self._contact_uri = parse_uri(contact)  # a bad URI is the caller's mistake: raises
         self.contact = contact
 
@@ -162,7 +165,7 @@ class Registration:
         """The local address changed: register `contact` at once (or after the
         outstanding REGISTER ends). The old binding is left to expire; with outbound the
         registrar replaces it, as instance-id and reg-id are the same (RFC 5626 6)."""
-        self._set_contact(contact)
+        self.set_contact(contact)
         if self.state == UNREGISTERED or self.state == UNREGISTERING:
             return None
         if self.outstanding is not None:
@@ -219,6 +222,15 @@ class Registration:
     def transport_failed(self, now):
         """The outstanding REGISTER could not be sent."""
         return self._lost(now, "could not send to the registrar")
+
+    def failover(self, now):
+        """The outstanding REGISTER failed at this server (a time-out, a transport failure
+        or a 503) and the caller has another to try (RFC 3263 section 4.3): returns it
+        again as a new request for that server, without counting a failure."""
+        if self.outstanding is None:
+            return None
+        self.outstanding = None
+        return self._send(now, self._asked)
 
     # -- time --------------------------------------------------------------------------
 
@@ -318,6 +330,7 @@ class Registration:
         except ParseError:
             tags = []
         self.outbound = "outbound" in tags
+        self.flow_timer = _seconds(response.get("flow-timer")) or None
 
     def _granted(self, response):
         """Seconds granted to our Contact, or None when the 2xx does not list it."""

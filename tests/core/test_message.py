@@ -689,6 +689,22 @@ class TestStreamParser(unittest.TestCase):
         self.assertEqual(feed_bytewise(StreamParser(), b"\r\n\r\n" + OPTIONS + b"\r\n" + OPTIONS),
                          [StreamParser.PING, OPTIONS, StreamParser.PONG, OPTIONS])
 
+    def test_pong_expected_is_delivered_at_once(self):
+        # The side that pinged takes a lone CRLF as the pong without waiting for more.
+        parser = StreamParser()
+        parser.pong_expected = True
+        self.assertEqual(parser.feed(b"\r\n"), [StreamParser.PONG])
+        self.assertFalse(parser.pong_expected)
+        # The next lone CRLF is held again: it may begin a ping.
+        self.assertEqual(parser.feed(b"\r\n"), [])
+        self.assertEqual(parser.feed(b"\r\n"), [StreamParser.PING])
+
+    def test_pong_expected_arriving_bytewise(self):
+        parser = StreamParser()
+        parser.pong_expected = True
+        self.assertEqual(parser.feed(b"\r"), [])
+        self.assertEqual(parser.feed(b"\n"), [StreamParser.PONG])
+
     def test_partial_line_breaks_wait(self):
         parser = StreamParser()
         self.assertEqual(parser.feed(b"\r"), [])

@@ -469,6 +469,25 @@ class TestOutboundAndContactChange(unittest.TestCase):
         reg.response(self.registrar.ok(request, 300, fields=[("Require", "outbound")]), 0)
         self.assertEqual((reg.state, reg.outbound), (REGISTERED, True))
 
+    def test_flow_timer_is_kept(self):
+        reg = make_registration(credentials=None, instance_id=UUID)
+        request = reg.start(0)
+        reg.response(self.registrar.ok(request, 300, fields=[("Require", "outbound"),
+                                                             ("Flow-Timer", "20")]), 0)
+        self.assertEqual(reg.flow_timer, 20)
+
+    def test_failover_resends_without_counting_a_failure(self):
+        reg = make_registration(credentials=None)
+        request = reg.start(0)
+        again = reg.failover(1 * SECOND)
+        self.assertIs(reg.outstanding, again)
+        self.assertEqual((again.call_id, again.cseq.number), (request.call_id, 2))
+        self.assertEqual(expires_of(again), expires_of(request))
+        self.assertEqual((reg.state, reg.failures, reg.last_error), (REGISTERING, 0, None))
+        reg.response(self.registrar.ok(again), 1 * SECOND)
+        self.assertEqual(reg.state, REGISTERED)
+        self.assertIsNone(reg.failover(2 * SECOND))  # nothing outstanding
+
     def test_reg_id_and_urn_given(self):
         reg = make_registration(credentials=None, instance_id="urn:uuid:" + UUID, reg_id=2)
         contact = contact_of(reg.start(0))
