@@ -12,11 +12,13 @@ import logging
 from . import __version__
 from .devices import build_devices
 from .devices.build import pin_factory_for
+from .instance import instance_id
 from .nat import NatProbe
 from .net.stack import SipStack
 from .redact import mask_uri_passwords, printable, printable_message
 from .registrations import Registrations
 from .sip.endpoint import Capabilities
+from .sip.errors import ParseError
 from .sip.events import (
     MessageDropped,
     RequestReceived,
@@ -25,10 +27,12 @@ from .sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
+from .sip.stun import parse_message as parse_stun
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sip-appliance/%s" % __version__
+STUN_WAIT = 1.0  # seconds the first registration waits for the public address
 
 # What every device URI answers with today; methods join as their features land.
 ALLOW = ("OPTIONS", "ACK", "CANCEL")
@@ -52,12 +56,17 @@ class Agent:
             self.registrations = Registrations(
                 self.stack, config.proxy, [d for d in config.devices if d.name in self.devices],
                 config.agent.domain, keepalive=config.nat.keepalive if config.nat else 0,
+                instance_id=instance_id(config.agent.state_dir) if config.proxy.outbound
+                else None,
+                on_address_change=self._local_address_changed,
             )
+            self.stack.pong_handler = self.registrations.pong
+            self.stack.closed_handler = self.registrations.connection_closed
         self.nat = None
         if config.nat is not None and config.nat.stun:
             self.nat = NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
                                 self._public_address_changed)
-            self.stack.stun_handler = self.nat.handle
+        self.stack.stun_handler = self._stun
         self.loop = None
         self.started = None
         self.counters = {"requests": 0, "rejected": 0, "dropped": 0}
@@ -69,13 +78,33 @@ class Agent:
         await self.stack.start()
         if self.nat is not None:
             await self.nat.start(self.loop)
+            if self.registrations is not None:
+                # The Contacts carry the public address: worth a moment's wait at start.
+                await self.nat.wait_public(STUN_WAIT)
         if self.registrations is not None:
             await self.registrations.start()
         self.started = self.loop.time()
 
-    def _public_address_changed(self):
+    def _public_address_changed(self, public):
         if self.registrations is not None:
-            self.registrations.register_again()
+            self.registrations.set_public(public)
+
+    def _local_address_changed(self):
+        if self.nat is not None:
+            self.nat.probe_now()
+
+    def _stun(self, data, source):
+        """STUN on the SIP socket: keep-alive answers from the registrar, or the STUN
+        server's answer about our public address."""
+        try:
+            message = parse_stun(data)
+        except ParseError as error:
+            log.debug("dropped a malformed STUN message from %s: %s", source[0], error.reason)
+            return
+        if self.registrations is not None and self.registrations.stun_response(message):
+            return
+        if self.nat is not None:
+            self.nat.handle(message)
 
     async def close(self):
         if self.nat is not None:
@@ -192,7 +221,7 @@ class Agent:
                 for name, device in self.devices.items()
             },
             "registrations": self.registrations.status() if self.registrations else [],
-            "nat": self.nat.status() if self.nat else None,
+            "nat": self._nat_status(),
             "subscriptions": [],
             "calls": [],
             "mqtt": None,
@@ -202,6 +231,16 @@ class Agent:
                 + len(self.stack.endpoint.client_transactions),
             ),
         }
+
+
+    def _nat_status(self):
+        if self.config.nat is None and self.registrations is None:
+            return None
+        status = self.nat.status() if self.nat else {"stun": None, "public": None,
+                                                     "error": None}
+        flow = self.registrations.flow_status() if self.registrations else None
+        status.update(flow or {"flow": None, "keepalive": None})
+        return status
 
 
 def _peer(source):

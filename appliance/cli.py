@@ -243,12 +243,21 @@ def cmd_status(args):
                                   "" if retry is None else "; next attempt in %ss" % retry)
         print("  %-10s %s: %s" % (entry["device"], entry["aor"], state))
     nat = status["nat"]
-    if nat is None:
+    if nat is None or nat["stun"] is None:
         print("NAT: no STUN server configured")
     else:
-        print("NAT: public address %s (STUN %s, every %ss)%s"
-              % (nat["public"] or "not learned yet", nat["stun"], nat["keepalive"],
+        print("NAT: public address %s (STUN %s)%s"
+              % (nat["public"] or "not learned yet", nat["stun"],
                  "; " + nat["error"] if nat["error"] else ""))
+    keepalive = nat and nat["keepalive"]
+    if keepalive:
+        answer = keepalive["last_answer_ago"]
+        print("keep-alive: %s on %s every %ss, %s%s"
+              % (keepalive["method"], nat["flow"], keepalive["interval"], keepalive["state"],
+                 "; " + keepalive["error"] if keepalive["error"] else
+                 "" if answer is None else "; last answer %ss ago" % answer))
+    elif nat and nat["flow"]:
+        print("keep-alive: none on %s" % nat["flow"])
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
                                             len(status["calls"])))
     print("MQTT: %s" % (status["mqtt"] or "not configured"))

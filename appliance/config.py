@@ -83,6 +83,18 @@ def default_control_path(environ: Mapping[str, str] | None = None) -> str:
     return f"/tmp/sip-appliance-{uid}/control.sock"
 
 
+def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where the agent keeps what must survive a restart (its RFC 5626 instance id) when
+    agent.state_dir is not set: systemd's StateDirectory, else the XDG state home."""
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        return env["STATE_DIRECTORY"].split(":")[0]
+    if os.geteuid() == 0:
+        return "/var/lib/sip-appliance"
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "sip-appliance")
+
+
 def default_agent_name() -> str:
     """``sip-appliance-<host name>``, or ``sip-appliance`` when the host has no usable name."""
     label = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")
@@ -142,6 +154,8 @@ class AgentConfig:
         (ListenSpec("udp", "0.0.0.0", 5060), ListenSpec("tcp", "0.0.0.0", 5060)),
     )
     control: str = _key(_Path("/tmp/control.sock", must_exist=False), factory=default_control_path)
+    state_dir: str = _key(_Path("/var/lib/sip-appliance", must_exist=False),
+                          factory=default_state_dir)
     simulate: bool = _key(_Bool(), False)
     log_level: str = _key(_Choice("log level", "debug", "info", "warning", "error"), "info")
 
@@ -152,6 +166,9 @@ class ProxyConfig:
     username: str = _key(_Type('e.g. "frontdoor-pi"'))  # None here: agent.name
     password: Secret = _key(_Password(), required=_PASSWORD_REQUIRED)  # noqa: RUF009
     expires: int = _key(_Number("a registration time in seconds", 1), 600)
+    # Where requests go first (a preloaded Route, RFC 3261 section 8.1.2); None: registrar.
+    outbound_proxy: str | None = _key(_Uri(registrar=True))
+    outbound: bool = _key(_Bool(), True)  # RFC 5626: +sip.instance, reg-id, flow keep-alives
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,13 +6,13 @@ home router shows the world for that socket. A change of that mapping (the route
 restarted, the line got a new address) asks the registrations to register again at once.
 """
 
+import asyncio
 import logging
 import os
 import random
 
 from .net.resolver import ResolveError, resolve
-from .sip.errors import ParseError
-from .sip.stun import BINDING_SUCCESS, binding_request, parse_message, xor_mapped_address
+from .sip.stun import BINDING_SUCCESS, binding_request, xor_mapped_address
 from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ RETRY = 30.0  # seconds between Binding requests while none is answered
 
 class NatProbe:
     def __init__(self, stack, server, interval, on_change):
-        """`server` is "host:port"; `on_change()` is called when the mapping changes."""
+        """`server` is "host:port"; `on_change(public)` is called with the (host, port)
+        first learned, and again whenever it changes."""
         self.stack = stack
         self.server = server
         self.interval = interval or RETRY
@@ -57,6 +58,13 @@ class NatProbe:
             self._timer = None
 
     def _probe(self):
+        if self._pending and self.error is None:
+            # The last request went unanswered for a whole interval (UDP may lose one;
+            # this says so once, and the next answer clears it).
+            self.error = "no answer from the STUN server %s" % self.server
+            log.warning("%s; the public address is %s; asking again every %.0f s",
+                        self.error, "%s:%d" % self.public if self.public else "unknown",
+                        self.interval)
         transaction_id = os.urandom(12)
         self._pending = {transaction_id: self._loop.time()}  # only the latest counts
         request = binding_request(transaction_id, software="sip-appliance")
@@ -64,13 +72,21 @@ class NatProbe:
         delay = self.interval * (0.8 + 0.2 * random.random())
         self._timer = self._loop.call_later(delay, self._probe)
 
-    def handle(self, data, source):
-        """A STUN datagram that arrived on the SIP socket."""
-        try:
-            message = parse_message(data)
-        except ParseError as error:
-            log.debug("dropped a malformed STUN message from %s: %s", source[0], error.reason)
-            return
+    def probe_now(self):
+        """Ask again at once (the local address changed: the mapping may have too)."""
+        if self.destination is not None:
+            self._timer.cancel()
+            self._probe()
+
+    async def wait_public(self, timeout):
+        """Wait up to `timeout` seconds for the first answer (the Contacts want it)."""
+        deadline = self._loop.time() + timeout
+        while self.public is None and self.destination is not None \
+                and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+    def handle(self, message):
+        """A STUN message that arrived on the SIP socket."""
         if message.transaction_id not in self._pending \
                 or message.message_type != BINDING_SUCCESS:
             return
@@ -79,6 +95,8 @@ class NatProbe:
         if mapped is None:
             self.error = "STUN answer without a mapped address"
             return
+        if self.error is not None:
+            log.info("the STUN server %s answers again", self.server)
         self.error = None
         if mapped != self.public:
             before = self.public
@@ -88,12 +106,11 @@ class NatProbe:
             else:
                 log.warning("public address changed from %s:%d to %s:%d; registering again",
                             before[0], before[1], mapped[0], mapped[1])
-                self.on_change()
+            self.on_change(mapped)
 
     def status(self):
         return {
             "stun": self.server,
             "public": "%s:%d" % self.public if self.public else None,
-            "keepalive": self.interval,
             "error": self.error,
         }

@@ -4,51 +4,86 @@ Each device is its own address of record (`sip:NAME@DOMAIN`) with its own core
 `Registration` state machine; this module sends what they ask for through the agent's
 `SipStack`, feeds their responses back, keeps one timer for all of them, unregisters on a
 clean stop, and logs one line per change of state (never a password).
+
+Around them it keeps the flow to the registrar working:
+- the registrar (or the outbound proxy) is located with RFC 3263; a REGISTER that times
+  out, cannot be sent or meets 503 is sent on to the next server at once;
+- with `[proxy] outbound` (the default) the Contacts carry the agent's stored instance id
+  and a reg-id (RFC 5626), so a restarted agent replaces its bindings;
+- keep-alives run on the flow (see sip/keepalive.py: STUN when the registrar speaks
+  outbound over UDP, CRLF otherwise); a flow that fails them, or a TCP connection the
+  registrar closes, is recovered by registering again;
+- the Contacts carry the public address learned by STUN when there is one, else the
+  address the machine sends from toward the registrar, which is checked every few
+  seconds: when it changes (a new DHCP lease, another network), the devices register
+  again at once.
 """
 
 import asyncio
 import logging
 import random
+import socket
 
-from .net.resolver import ResolveError, resolve
+from .net.resolver import ResolveError, locate
+from .redact import printable_message
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
-from .sip.registration import Registration, backoff_limit
+from .sip.keepalive import FAILED, KeepAlive
+from .sip.registration import REGISTERED, Registration, backoff_limit
 from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
 UNREGISTER_WAIT = 2.0  # seconds a clean stop waits for the registrar to confirm
+ADDRESS_CHECK = 5.0  # seconds between looks at the local address toward the registrar
 
 
 class Registrations:
-    def __init__(self, stack, proxy, devices, domain=None, keepalive=0):
+    def __init__(self, stack, proxy, devices, domain=None, keepalive=0, instance_id=None,
+                 on_address_change=None):
         """`proxy` is the [proxy] config; `devices` the [[devices]] configs; `domain` the
         host part of the addresses of record (default: the registrar's host); `keepalive`
-        the seconds between keep-alives on the flow to the registrar (0: none)."""
+        the seconds between keep-alives on the flow to the registrar (0: none);
+        `instance_id` the agent's RFC 5626 instance UUID (None: no outbound);
+        `on_address_change()` is called when the local address changes."""
         self.stack = stack
-        self.keepalive = keepalive
-        self._keepalive_timer = None
         self.proxy = proxy
         self.devices = list(devices)
         self.domain = domain or parse_uri(proxy.registrar).host
-        self.destination = None
+        self.keepalive_interval = keepalive
+        self.instance_id = instance_id
+        self.on_address_change = on_address_change
+        self.route = ()
+        if proxy.outbound_proxy:
+            route = proxy.outbound_proxy
+            if parse_uri(route).param("lr") is None:
+                route += ";lr"
+            if instance_id is not None:
+                route += ";ob"  # RFC 5626 section 4.2.1: keep this flow for us
+            self.route = (route,)
+        self.targets = []  # where REGISTERs may go, in RFC 3263 order
+        self.destination = None  # the one they go to now: (transport, host, port)
+        self.public = None  # (host, port) learned with STUN for the UDP socket
+        self.local_host = None  # the address sent from toward the destination
+        self.keepalive = None  # the core KeepAlive of the flow to the destination
         self.error = None  # why the registrar cannot be reached yet
         self._resolve_failures = 0
         self.registrations = {}  # device name -> Registration
         self._pending = {}  # client transaction -> Registration
         self._timer = None
+        self._address_timer = None
         self._retry = None
         self._loop = None
 
     async def start(self):
-        """Resolve the registrar and send every device's first REGISTER. A registrar that
+        """Locate the registrar and send every device's first REGISTER. A registrar that
         does not resolve is logged once per attempt and tried again on the RFC 5626
         backoff schedule; the agent runs on meanwhile."""
         self._loop = asyncio.get_running_loop()
-        registrar = parse_uri(self.proxy.registrar)
+        target = parse_uri(self.proxy.outbound_proxy or self.proxy.registrar)
         try:
-            self.destination = await resolve(registrar)
+            self.targets = await locate(target, transports=tuple(self.stack.endpoint.local),
+                                        families=_families(self.stack))
         except ResolveError as error:
             self._resolve_failures += 1
             delay = backoff_limit(self._resolve_failures) / 1000.0 * (0.5 + random.random() / 2)
@@ -57,9 +92,7 @@ class Registrations:
             self._timer = self._loop.call_later(delay, self._retry_start)
             return
         self.error = None
-        transport = self.destination[0]
-        host, port = self.stack.endpoint.local.get(transport, self.stack.endpoint.local["udp"])
-        suffix = "" if transport == "udp" else ";transport=" + transport
+        self._use(self.targets[0])
         now = self.stack.now()
         for device in self.devices:
             username = device.username or self.proxy.username
@@ -67,26 +100,27 @@ class Registrations:
             registration = Registration(
                 "sip:%s@%s" % (device.name, self.domain),
                 self.proxy.registrar,
-                "sip:%s@%s:%d%s" % (device.name, host, port, suffix),
+                self._contact(device.name),
                 self.stack.endpoint.token,
                 random.random,
                 expires=self.proxy.expires,
                 credentials=_credentials(username, password),
+                instance_id=self.instance_id,
+                route=self.route,
             )
             self.registrations[device.name] = registration
             self._send(registration, registration.start(now))
         self._arm()
-        if self.keepalive:
-            self._schedule_keepalive()
+        self._address_timer = self._loop.call_later(ADDRESS_CHECK, self._check_address)
 
     async def stop(self):
         """Unregister every binding (Expires: 0) and wait briefly for the answers."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
-            self._keepalive_timer = None
+        for timer in (self._timer, self._address_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._address_timer = None
+        if self.keepalive is not None:
+            self.keepalive.stop()
         now = self.stack.now()
         for registration in self.registrations.values():
             request = registration.stop(now)
@@ -95,6 +129,8 @@ class Registrations:
         deadline = self._loop.time() + UNREGISTER_WAIT if self._loop else 0
         while self._pending and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+    # -- events from the stack -----------------------------------------------------------
 
     def handle(self, event):
         """Take a client transaction event if it belongs to a registration."""
@@ -105,40 +141,73 @@ class Registrations:
         now = self.stack.now()
         before = registration.state, registration.last_error
         if isinstance(event, ResponseReceived):
-            if event.response.status < 200:
+            status = event.response.status
+            if status < 200:
                 return True
             del self._pending[transaction]
-            try:
-                request = registration.response(event.response, now)
-            except ParseError as error:
-                log.warning("registrar answered %s with a malformed response: %s",
-                            registration.aor, error.reason)
-                request = None
+            if status == 503 and transaction.request is registration.outstanding \
+                    and self._next_target(transaction.destination, "503 " + event.response.reason):
+                request = registration.failover(now)
+            else:
+                try:
+                    request = registration.response(event.response, now)
+                except ParseError as error:
+                    log.warning("registrar answered %s with a malformed response: %s",
+                                registration.aor, error.reason)
+                    request = None
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             del self._pending[transaction]
-            request = registration.timed_out(now) if isinstance(event, TransactionTimedOut) \
-                else registration.transport_failed(now)
+            timed_out = isinstance(event, TransactionTimedOut)
+            if transaction.request is registration.outstanding and self._next_target(
+                    transaction.destination, "no response" if timed_out else "unreachable"):
+                request = registration.failover(now)
+            elif timed_out:
+                request = registration.timed_out(now)
+            else:
+                request = registration.transport_failed(now)
         else:
             return False
         if request is not None:
             self._send(registration, request)
         self._report(registration, before, now)
+        self._flow_up(now)
         self._arm()
         return True
 
-    def _retry_start(self):
-        # Keep a reference: the loop holds tasks only weakly.
-        self._retry = self._loop.create_task(self.start())
+    def stun_response(self, message):
+        """A STUN message on the SIP socket: True when it answers our keep-alive."""
+        keepalive = self.keepalive
+        if keepalive is None or not keepalive.stun_response(message, self.stack.now()):
+            return False
+        if keepalive.state == FAILED:
+            self._flow_failed(keepalive.error)
+        self._arm()
+        return True
+
+    def pong(self, transport, host, port):
+        if self.keepalive is not None and self._is_flow(transport, host, port):
+            self.keepalive.pong(self.stack.now())
+            self._arm()
+
+    def connection_closed(self, transport, host, port):
+        keepalive = self.keepalive
+        if keepalive is not None and keepalive.state != FAILED \
+                and self._is_flow(transport, host, port):
+            self._flow_failed("the registrar closed the connection")
+
+    def set_public(self, public):
+        """STUN learned (or re-learned) the public address of the UDP socket."""
+        self.public = public
+        self._update_contacts()
 
     def register_again(self):
-        """Register every device at once (the public address changed)."""
+        """Register every registered device at once (its flow or address changed)."""
         if self._loop is None or not self.registrations:
             return
         now = self.stack.now()
         for registration in self.registrations.values():
-            request = registration.contact_changed(registration.contact, now)
-            if request is not None:
-                self._send(registration, request)
+            if registration.state == REGISTERED:
+                self._send(registration, registration.contact_changed(registration.contact, now))
         self._arm()
 
     def status(self):
@@ -151,21 +220,135 @@ class Registrations:
         return [dict(registration.status(now), device=name)
                 for name, registration in self.registrations.items()]
 
+    def flow_status(self):
+        """The flow to the registrar and its keep-alives, for `appliance status`."""
+        if self.destination is None:
+            return None
+        status = {"flow": _address(self.destination), "keepalive": None}
+        if self.keepalive is not None:
+            status["keepalive"] = self.keepalive.status(self.stack.now())
+        return status
+
     # -- inside ----------------------------------------------------------------------
 
-    def _schedule_keepalive(self):
-        # 80-100% of the interval: jitter keeps many appliances from pinging in step.
-        delay = self.keepalive * (0.8 + 0.2 * random.random())
-        self._keepalive_timer = self._loop.call_later(delay, self._send_keepalive)
+    def _use(self, destination):
+        if self.destination is not None:
+            self.stack.keep_flow(*self.destination, keep=False)
+        self.destination = destination
+        self.stack.keep_flow(*destination)
+        self.local_host = self.stack.local_host_toward(destination[1])
+        self.stack.set_local_host(self.local_host)
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None  # a new flow: started again by its first 2xx
 
-    def _send_keepalive(self):
-        """Keep the NAT's mapping to the registrar open while anything is registered."""
+    def _next_target(self, failed, reason):
+        """After a failure at `failed`: move on to the next server; False when there is
+        none left (then the next attempt begins again with the first)."""
+        if failed != self.destination:
+            return True  # another device's failure moved on already
+        index = self.targets.index(failed) if failed in self.targets else len(self.targets)
+        if index + 1 >= len(self.targets):
+            if len(self.targets) > 1:
+                self._use(self.targets[0])
+            return False
+        following = self.targets[index + 1]
+        log.warning("registrar %s: %s; trying %s", _address(failed), reason, _address(following))
+        self._use(following)
+        self._update_contacts(send=False)
+        return True
+
+    def _contact(self, name):
+        transport = self.destination[0]
+        if transport == "udp" and self.public is not None:
+            host, port = self.public
+        else:
+            host = self.local_host
+            port = self.stack.endpoint.local.get(transport, self.stack.endpoint.local["udp"])[1]
+        if ":" in host and not host.startswith("["):
+            host = "[%s]" % host
+        suffix = "" if transport == "udp" else ";transport=" + transport
+        return "sip:%s@%s:%d%s" % (name, host, port, suffix)
+
+    def _update_contacts(self, send=True):
+        """Give each registration the Contact for today's addresses; a changed one is
+        registered at once when `send` (else with the next REGISTER)."""
+        if self.destination is None:
+            return
         now = self.stack.now()
-        if any(r.is_registered(now) for r in self.registrations.values()):
-            self.stack.send_keepalive(*self.destination)
-        self._schedule_keepalive()
+        for name, registration in self.registrations.items():
+            contact = self._contact(name)
+            if contact == registration.contact:
+                continue
+            if send:
+                request = registration.contact_changed(contact, now)
+                if request is not None:
+                    self._send(registration, request)
+            else:
+                registration.set_contact(contact)
+        self._arm()
+
+    def _check_address(self):
+        self._address_timer = self._loop.call_later(ADDRESS_CHECK, self._check_address)
+        host = self.stack.local_host_toward(self.destination[1])
+        if host == self.local_host:
+            return
+        log.warning("local address changed from %s to %s; registering again",
+                    self.local_host, host)
+        self.local_host = host
+        self.stack.set_local_host(host)
+        if self.on_address_change is not None:
+            self.on_address_change()
+        if self.destination[0] != "udp" or self.public is None:
+            self._update_contacts()
+
+    def _is_flow(self, transport, host, port):
+        destination = self.destination
+        return destination is not None and destination[0] == transport \
+            and destination[1] == host.strip("[]") and destination[2] == port
+
+    def _flow_up(self, now):
+        """Start keep-alives once a registration stands on the flow (and again after a
+        failed flow is registered anew)."""
+        if not self.keepalive_interval:
+            return
+        registered = [r for r in self.registrations.values() if r.state == REGISTERED]
+        if not registered:
+            return
+        transport = self.destination[0]
+        stun = transport == "udp" and any(r.outbound for r in registered)
+        interval = self.keepalive_interval
+        timers = [r.flow_timer for r in registered if r.flow_timer]
+        if timers:
+            interval = min(interval, min(timers))  # RFC 5626 section 4.4: Flow-Timer
+        keepalive = self.keepalive
+        if keepalive is not None and keepalive.state != FAILED and keepalive.stun == stun \
+                and keepalive.interval == interval * 1000:
+            return
+        self.keepalive = KeepAlive(interval * 1000, transport, random.random,
+                                   self.stack.endpoint.token, stun=stun)
+        self.keepalive.start(now)
+
+    def _flow_failed(self, reason):
+        """The flow to the registrar is gone: close it and register again on a new one."""
+        log.warning("flow to the registrar %s failed: %s; registering again",
+                    _address(self.destination), reason)
+        if self.keepalive is not None:
+            self.keepalive.state = FAILED
+            self.keepalive.error = reason
+        self.stack.close_flow(*self.destination)
+        self.register_again()
+
+    def _retry_start(self):
+        # Keep a reference: the loop holds tasks only weakly.
+        self._retry = self._loop.create_task(self.start())
 
     def _send(self, registration, request):
+        if request is None:
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sending to %s:\n%s", _address(self.destination),
+                      printable_message(request))
         transaction = self.stack.send_request(request, self.destination)
         if transaction is not None:
             self._pending[transaction] = registration
@@ -176,8 +359,9 @@ class Registrations:
             return
         status = registration.status(now)
         if registration.is_registered(now) and registration.last_error is None:
-            log.info("%s registered at %s for %s s", registration.aor,
-                     self.proxy.registrar, status["granted"])
+            log.info("%s registered at %s for %s s%s", registration.aor,
+                     _address(self.destination), status["granted"],
+                     " (outbound)" if registration.outbound else "")
         elif registration.last_error is not None:
             log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
                         registration.last_error, status["next_register_in"])
@@ -187,6 +371,8 @@ class Registrations:
             self._timer.cancel()
             self._timer = None
         deadlines = [r.get_timer() for r in self.registrations.values()]
+        if self.keepalive is not None:
+            deadlines.append(self.keepalive.get_timer())
         deadlines = [d for d in deadlines if d is not None]
         if deadlines:
             self._timer = self._loop.call_at(min(deadlines) / 1000.0, self._on_timer)
@@ -196,10 +382,15 @@ class Registrations:
         now = self.stack.now()
         for registration in self.registrations.values():
             before = registration.state, registration.last_error
-            request = registration.handle_timer(now)
-            if request is not None:
-                self._send(registration, request)
+            self._send(registration, registration.handle_timer(now))
             self._report(registration, before, now)
+        keepalive = self.keepalive
+        if keepalive is not None:
+            data = keepalive.handle_timer(now)
+            if data is not None and not self.stack.send_keepalive(data, *self.destination):
+                self._flow_failed("the connection to the registrar is gone")
+            elif keepalive.state == FAILED:
+                self._flow_failed(keepalive.error)
         self._arm()
 
 
@@ -211,3 +402,21 @@ def _credentials(username, password):
         return (username, password)
 
     return credentials
+
+
+def _families(stack):
+    """The address families the stack can send from."""
+    families = set()
+    for _, host, _ in stack.bound:
+        if host in ("", "::") or ":" in host:
+            families.add(socket.AF_INET6)
+        if host in ("", "0.0.0.0") or (":" not in host):
+            families.add(socket.AF_INET)
+    return tuple(sorted(families))
+
+
+def _address(destination):
+    transport, host, port = destination
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s:%s:%d" % (transport, host, port)

@@ -70,6 +70,8 @@ class SipStack:
         self._loop = None
         self._flushing = False
         self.stun_handler = None  # called with (data, source) for STUN on UDP
+        self.pong_handler = None  # called with (transport, host, port) for a CRLF pong
+        self.closed_handler = None  # called with (transport, host, port) when one closes
 
     def now(self):
         return int(self._loop.time() * 1000)
@@ -151,6 +153,12 @@ class SipStack:
         transactions)."""
         self.endpoint.connection_closed(transport, host, port, self.now())
         self.flush()
+        if self.closed_handler is not None:
+            self.closed_handler(transport, host, port)
+
+    def pong_received(self, transport, host, port):
+        if self.pong_handler is not None:
+            self.pong_handler(transport, host, port)
 
     def send_failed(self, transport, host, port):
         """Bytes for (transport, host, port) could not be delivered."""
@@ -171,10 +179,49 @@ class SipStack:
         self.flush()
         return response
 
-    def send_keepalive(self, transport, host, port):
-        """A double-CRLF keep-alive ping (RFC 5626 section 3.5.1) on the flow to a peer:
-        it keeps the NAT's mapping of that flow open."""
-        self.send_raw(b"\r\n\r\n", transport, host, port)
+    def send_keepalive(self, data, transport, host, port):
+        """Keep-alive bytes (RFC 5626 section 4.4) on the flow to a peer. On a stream the
+        flow is the open connection, never a new one: False when there is none. A stream
+        ping awaits its pong (see `pong_handler`)."""
+        if transport == "udp":
+            self.send_raw(data, transport, host, port)
+            return True
+        connection = self._tcp.connections.get((host.strip("[]"), port))
+        if connection is None:
+            return False
+        connection.parser.pong_expected = True
+        connection.send(data)
+        return True
+
+    def keep_flow(self, transport, host, port, keep=True):
+        """Keep the stream connection to a peer open while idle (the flow to the registrar,
+        on which requests for the devices come in)."""
+        if transport != "udp":
+            key = (host.strip("[]"), port)
+            if keep:
+                self._tcp.kept.add(key)
+            else:
+                self._tcp.kept.discard(key)
+
+    def close_flow(self, transport, host, port):
+        """Close the stream connection to a peer (a flow that failed its keep-alive)."""
+        if transport != "udp":
+            self._tcp.drop((host.strip("[]"), port))
+
+    def local_host_toward(self, host):
+        """The address this host sends from toward `host` (no packet is sent)."""
+        return _route_source(host) or self.endpoint.local["udp" if "udp" in
+                                                          self.endpoint.local else "tcp"][0]
+
+    def set_local_host(self, host):
+        """Advertise `host` in Via (and to the Contacts built from `endpoint.local`) for
+        the listeners bound to a wildcard address: the machine's address changed."""
+        if self.advertise:
+            return
+        for transport, bound_host, port in self.bound:
+            if bound_host in ("0.0.0.0", "", "::") and (":" in host) == (bound_host == "::"):
+                self.endpoint.local[transport] = (host if ":" not in host else "[%s]" % host,
+                                                  port)
 
     def send_raw(self, data, transport, host, port):
         """Bytes that are not SIP (keep-alives, STUN) from the SIP socket."""
@@ -253,10 +300,16 @@ def _advertised_host(host):
 
 def _primary_address(family):
     """The address of the interface the default route uses (no packet is sent)."""
-    probe = "192.0.2.1" if family == socket.AF_INET else "2001:db8::1"
+    return _route_source("192.0.2.1" if family == socket.AF_INET else "2001:db8::1")
+
+
+def _route_source(host):
+    """The source address the routing table picks toward `host`, or None."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect((probe, 9))
+            sock.connect((host, 9))
             return sock.getsockname()[0]
     except OSError:
         return None

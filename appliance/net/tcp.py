@@ -66,7 +66,9 @@ class TcpConnection(asyncio.Protocol):
         for item in items:
             if item == StreamParser.PING:
                 self.send(b"\r\n")  # RFC 5626 pong
-            elif item != StreamParser.PONG:
+            elif item == StreamParser.PONG:
+                self.owner.stack.pong_received("tcp", self.peer[0], self.peer[1])
+            else:
                 self.owner.stack.receive(item, "tcp", self.peer)
 
     def connection_lost(self, exc):
@@ -88,6 +90,7 @@ class TcpConnections:
     def __init__(self, stack):
         self.stack = stack
         self.connections = {}
+        self.kept = set()  # (host, port) of flows kept open while idle (to the registrar)
         self.servers = []
         self._sweeper = None
         self._pending = {}
@@ -136,11 +139,18 @@ class TcpConnections:
         for data in self._pending.pop(key, []):
             connection.send(data)
 
+    def drop(self, key):
+        """Abort the connection to `key` (host, port) now; what is sent to that peer next
+        goes on a new connection."""
+        connection = self.connections.pop(key, None)
+        if connection is not None:
+            connection.transport.abort()
+
     def _sweep(self):
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for connection in list(self.connections.values()):
-            if now - connection.last_used > IDLE_TIMEOUT:
+        for key, connection in list(self.connections.items()):
+            if now - connection.last_used > IDLE_TIMEOUT and key not in self.kept:
                 connection.transport.close()
         self._sweeper = loop.call_later(IDLE_TIMEOUT / 2, self._sweep)
 

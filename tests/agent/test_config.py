@@ -17,6 +17,7 @@ from appliance.config import (
     RelayDevice,
     Secret,
     default_control_path,
+    default_state_dir,
     demo_config,
     load,
     parse_listen,
@@ -594,6 +595,44 @@ def test_proxy_rules(tmp_path):
         'proxy.registrar: "sip:bob@pbx.example.net" has a user part; a registrar URI names only '
         'the domain: "sip:pbx.example.net"'
     )
+
+    assert problem(
+        tmp_path, '[proxy]\nregistrar = "sip:pbx"\npassword = "x"\n'
+        'outbound_proxy = "edge.example.net"\n'
+    ) == 'proxy.outbound_proxy: "edge.example.net" is not a SIP URI; write it as ' \
+        '"sip:edge.example.net"'
+    assert problem(
+        tmp_path, '[proxy]\nregistrar = "sip:pbx"\npassword = "x"\noutbound = "yes"\n'
+    ).startswith("proxy.outbound: ")
+
+
+def test_proxy_outbound_keys(tmp_path):
+    path = write(tmp_path, '[proxy]\nregistrar = "sip:pbx"\npassword = "x"\n'
+                 'outbound_proxy = "sip:edge.example.net;transport=tcp"\noutbound = false\n')
+    cfg = load(path, environ=NO_ENV)
+    assert cfg.proxy.outbound_proxy == "sip:edge.example.net;transport=tcp"
+    assert cfg.proxy.outbound is False
+    path = write(tmp_path, '[proxy]\nregistrar = "sip:pbx"\npassword = "x"\n')
+    cfg = load(path, environ=NO_ENV)
+    assert (cfg.proxy.outbound_proxy, cfg.proxy.outbound) == (None, True)
+
+
+def test_default_state_dir(monkeypatch):
+    # systemd's StateDirectory= first, then root's /var/lib, then the XDG state home.
+    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/sip-appliance:/x"}) == (
+        "/var/lib/sip-appliance")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert default_state_dir({}) == "/var/lib/sip-appliance"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert default_state_dir({"XDG_STATE_HOME": "/home/pi/.state"}) == (
+        "/home/pi/.state/sip-appliance")
+    monkeypatch.setenv("HOME", "/home/pi")
+    assert default_state_dir({}) == "/home/pi/.local/state/sip-appliance"
+
+
+def test_state_dir_is_relative_to_the_config_file(tmp_path):
+    path = write(tmp_path, '[agent]\nstate_dir = "state"\n')
+    assert load(path, environ=NO_ENV).agent.state_dir == str(tmp_path / "state")
 
 
 def test_other_section_rules(tmp_path):

@@ -84,6 +84,30 @@ class NatLab:
         _run(*on_router, "sysctl", "-qw",
              "net.netfilter.nf_conntrack_udp_timeout_stream=%d" % self.udp_timeout)
 
+    def renumber(self, namespace, old, new):
+        """Give a lab host's interface the address `new` in place of `old` (same /24), as a
+        new DHCP lease or a new line address would."""
+        device = {self.lan: "l" + self.lan, self.router: "r" + self.wan}[namespace]
+        # Deleting the primary address keeps the new (secondary) one and the routes.
+        _run(*self.prefix(namespace), "sysctl", "-qw",
+             "net.ipv4.conf.%s.promote_secondaries=1" % device)
+        _run("ip", "-n", namespace, "addr", "add", new + "/24", "dev", device)
+        _run("ip", "-n", namespace, "addr", "del", old + "/24", "dev", device)
+
+    def add_address(self, namespace, address):
+        """One more address (same /24) on a lab host's interface."""
+        device = {self.lan: "l" + self.lan, self.wan: "w" + self.wan}[namespace]
+        _run("ip", "-n", namespace, "addr", "add", address + "/24", "dev", device)
+
+    def use_dns(self, namespace, server):
+        """Make `server` the DNS server of programs run on a lab host (`ip netns exec`
+        mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf)."""
+        directory = os.path.join("/etc/netns", namespace)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "resolv.conf"), "w") as conf:
+            conf.write("nameserver %s\n" % server)
+
     def __exit__(self, *exc):
         for namespace in (self.lan, self.router, self.wan):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=20)
+            shutil.rmtree(os.path.join("/etc/netns", namespace), ignore_errors=True)

@@ -20,8 +20,13 @@ from .conftest import (
     start_coturn,
     start_kamailio,
 )
+from .dnsmasq import Dnsmasq
 from .natlab import LAN_ADDRESS, ROUTER_WAN, WAN_ADDRESS, LabUnavailable, NatLab
+from .peers import PeerMissing
 from .test_registration import registrations, wait_for, write_config
+
+NEW_LAN_ADDRESS = "192.168.77.3"
+NEW_ROUTER_WAN = "203.0.113.5"
 
 
 @pytest.fixture
@@ -150,3 +155,124 @@ def test_stun_learns_the_public_address_of_the_sip_socket(lab, workdir):
             assert "public address of the SIP socket: %s" % nat["public"] in agent.log()
         finally:
             _stop(agent)
+
+
+def location_addresses(kamailio, aor):
+    """The contact addresses Kamailio holds for `aor`."""
+    location = kamailio.location()
+    block = location.partition("AoR: %s\n" % aor)[2].partition("AoR: ")[0]
+    return [line.split(":", 1)[1].strip() for line in block.splitlines()
+            if line.strip().startswith("Address:")]
+
+
+def test_a_new_local_address_registers_again_at_once(lab, workdir):
+    # The appliance's LAN address changes (a new DHCP lease): the Contact the registrar
+    # holds must follow, long before the next refresh.
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret", devices=("frontdoor",), keepalive=10)
+        agent = _start_agent(workdir, ["-c", str(config)], host="0.0.0.0",
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: registrations(agent).get("frontdoor", {}).get(
+                "registered")), agent.output()
+            assert location_addresses(kamailio, "frontdoor") == [
+                "sip:frontdoor@%s:%d" % (LAN_ADDRESS, agent.port)]
+            lab.renumber(lab.lan, LAN_ADDRESS, NEW_LAN_ADDRESS)
+            new_contact = "sip:frontdoor@%s:%d" % (NEW_LAN_ADDRESS, agent.port)
+            # Outbound (same instance id and reg-id): the new binding replaces the old one.
+            assert wait_for(lambda: location_addresses(kamailio, "frontdoor") == [new_contact],
+                            timeout=15), agent.output() + kamailio.location()
+            assert "local address changed from %s to %s" % (LAN_ADDRESS, NEW_LAN_ADDRESS) \
+                in agent.log()
+            assert registrations(agent)["frontdoor"]["contact"] == new_contact
+            result = call_from_wan(lab, kamailio, "frontdoor")
+            assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
+        finally:
+            _stop(agent)
+
+
+def test_a_new_public_address_is_noticed_by_stun_and_registered(lab, workdir):
+    # The home router gets a new address on its line: STUN shows the new mapping, and the
+    # devices register again from it at once.
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio, \
+            start_coturn(Path(workdir, "coturn"), host=WAN_ADDRESS,
+                         prefix=lab.prefix(lab.wan)) as coturn:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret", devices=("frontdoor",), keepalive=3,
+                     stun=coturn.address)
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: registrations(agent).get("frontdoor", {}).get(
+                "registered")), agent.output()
+            # The Contact carries the STUN-learned public address.
+            public = agent.status()["nat"]["public"]
+            assert public.startswith(ROUTER_WAN + ":")
+            assert location_addresses(kamailio, "frontdoor") == ["sip:frontdoor@%s" % public]
+            lab.renumber(lab.router, ROUTER_WAN, NEW_ROUTER_WAN)
+            assert wait_for(lambda: location_addresses(kamailio, "frontdoor")[0].startswith(
+                "sip:frontdoor@%s:" % NEW_ROUTER_WAN), timeout=20), (
+                agent.output() + kamailio.location())
+            assert agent.status()["nat"]["public"].startswith(NEW_ROUTER_WAN + ":")
+            assert "public address changed from %s to %s:" % (public, NEW_ROUTER_WAN) \
+                in agent.log()
+            result = call_from_wan(lab, kamailio, "frontdoor")
+            assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
+        finally:
+            _stop(agent)
+
+
+SIPP_ADDRESS = "203.0.113.3"  # a second address of the WAN host
+
+
+def test_registrar_located_by_naptr_and_srv_with_failover_past_a_503(lab, workdir,
+                                                                      sipp_binary):
+    # Only the domain is configured. DNS (dnsmasq on the WAN) says: UDP (NAPTR), then two
+    # servers (SRV): the preferred one is out of service (SIPp answering 503), the other
+    # is Kamailio. The devices end up registered at Kamailio, without a backoff.
+    try:
+        dns_server = Dnsmasq(
+            Path(workdir, "dnsmasq"),
+            hosts={"sipp.home.test": [SIPP_ADDRESS], "pbx.home.test": [WAN_ADDRESS]},
+            srv=[("_sip._udp.home.test", "sipp.home.test", 5060, 10, 0),
+                 ("_sip._udp.home.test", "pbx.home.test", 5060, 20, 0)],
+            naptr=[("home.test", 10, 10, "s", "SIP+D2U", "_sip._udp.home.test")],
+            host=WAN_ADDRESS, port=53, prefix=lab.prefix(lab.wan))
+    except PeerMissing as missing:
+        peer_unavailable("dnsmasq", str(missing).rpartition("; ")[2])
+    lab.add_address(lab.wan, SIPP_ADDRESS)
+    lab.use_dns(lab.lan, WAN_ADDRESS)
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    sipp = subprocess.Popen(
+        [*lab.prefix(lab.wan), sipp_binary, "-sf",
+         str(Path(__file__).parent / "scenarios" / "register_503.xml"),
+         "-i", SIPP_ADDRESS, "-p", "5060", "-nostdin"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with dns_server, start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS,
+                                        port=5060, prefix=lab.prefix(lab.wan)) as kamailio:
+            config = Path(workdir, "home.toml")
+            write_config(config, "sip:home.test", "pi-s3cret")
+            agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                                 prefix=lab.prefix(lab.lan))
+            try:
+                assert wait_for(lambda: len(registrations(agent)) == 2 and all(
+                    r["registered"] for r in registrations(agent).values())), (
+                    agent.output() + dns_server.log())
+                assert "registrar udp:%s:5060: 503 Service Unavailable; trying udp:%s:5060" % (
+                    SIPP_ADDRESS, WAN_ADDRESS) in agent.log()
+                assert all(r["failures"] == 0 for r in registrations(agent).values())
+                assert agent.status()["nat"]["flow"] == "udp:%s:5060" % WAN_ADDRESS
+                assert ("NAPTR", "home.test") in dns_server.queries()
+                result = call_from_wan(lab, kamailio, "frontdoor")
+                assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
+            finally:
+                _stop(agent)
+    finally:
+        sipp.kill()
+        sipp.wait(5)

@@ -15,12 +15,13 @@ WAIT = 10.0  # seconds for registrations to settle
 
 
 def write_config(path, registrar, password, expires=600, devices=("frontdoor", "porch"),
-                 keepalive=None, stun=None):
+                 keepalive=None, stun=None, proxy_extra=""):
     kinds = {"frontdoor": 'type = "door"\npin = 17', "porch": 'type = "light"\npin = 22',
              "doorbell": 'type = "doorbell"\npin = 27'}
-    text = ('[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n\n'
+    text = ('[agent]\nname = "frontdoor-pi"\ndomain = "home.arpa"\nsimulate = true\n'
+            'state_dir = "state"\n\n'
             '[proxy]\nregistrar = "%s"\nusername = "frontdoor-pi"\npassword = "%s"\n'
-            "expires = %d\n\n" % (registrar, password, expires))
+            "expires = %d\n%s\n" % (registrar, password, expires, proxy_extra))
     if keepalive is not None or stun is not None:
         text += "[nat]\n"
         if keepalive is not None:
