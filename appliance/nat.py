@@ -12,12 +12,14 @@ import os
 import random
 
 from .net.resolver import ResolveError, resolve
-from .sip.stun import BINDING_SUCCESS, binding_request, xor_mapped_address
+from .sip.errors import ParseError
+from .sip.stun import BINDING_SUCCESS, binding_request, parse_message, xor_mapped_address
 from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
 RETRY = 30.0  # seconds between Binding requests while none is answered
+RTO = 0.5  # seconds before a one-off Binding request is sent again, doubling (RFC 8489)
 
 
 class NatProbe:
@@ -114,3 +116,34 @@ class NatProbe:
             "public": "%s:%d" % self.public if self.public else None,
             "error": self.error,
         }
+
+
+async def public_address_of(sock, server, timeout=3.0):
+    """The public (host, port) the router shows for the UDP socket `sock` (an RTP socket
+    before its transport takes it over), asked of the STUN server `server` ("host:port")
+    from that socket; None when no answer comes within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    _, host, port = await resolve(parse_uri("sip:" + server))
+    transaction_id = os.urandom(12)
+    request = binding_request(transaction_id, software="sip-appliance").to_bytes()
+    sock.setblocking(False)
+    deadline = loop.time() + timeout
+    wait = RTO
+    while loop.time() < deadline:
+        await loop.sock_sendto(sock, request, (host, port))
+        resend = min(loop.time() + wait, deadline)
+        wait *= 2
+        while loop.time() < resend:
+            try:
+                data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048),
+                                                 resend - loop.time())
+            except TimeoutError:
+                break
+            try:
+                message = parse_message(data)
+            except ParseError:
+                continue
+            if message.transaction_id == transaction_id \
+                    and message.message_type == BINDING_SUCCESS:
+                return xor_mapped_address(message)
+    return None

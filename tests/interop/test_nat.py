@@ -276,3 +276,29 @@ def test_registrar_located_by_naptr_and_srv_with_failover_past_a_503(lab, workdi
     finally:
         sipp.kill()
         sipp.wait(5)
+
+
+MAP_RTP_SOCKET = """
+import asyncio, socket, sys
+from appliance.nat import public_address_of
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("0.0.0.0", 0))
+print(sock.getsockname()[1], asyncio.run(public_address_of(sock, sys.argv[1])))
+"""
+
+
+def test_the_public_address_of_an_rtp_socket(lab, workdir):
+    # The intercom asks, from each RTP socket, where the router maps it, for its SDP.
+    with start_coturn(Path(workdir, "coturn"), host=WAN_ADDRESS,
+                      prefix=lab.prefix(lab.wan)) as coturn:
+        result = subprocess.run(
+            [*lab.prefix(lab.lan), sys.executable, "-c", MAP_RTP_SOCKET, coturn.address],
+            capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
+        _, _, mapped = result.stdout.strip().partition(" ")
+        assert mapped.startswith("('%s', " % ROUTER_WAN), result.stdout + result.stderr
+        # A silent server: None once the time is up, not an exception or a hang.
+        silent = subprocess.run(
+            [*lab.prefix(lab.lan), sys.executable, "-c", MAP_RTP_SOCKET,
+             "%s:3479" % WAN_ADDRESS],
+            capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
+        assert silent.stdout.strip().endswith(" None"), silent.stdout + silent.stderr
