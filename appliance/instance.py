@@ -32,6 +32,8 @@ def instance_id(state_dir):
         temporary = path + ".new"
         with open(temporary, "w") as new:
             new.write(value + "\n")
+            new.flush()
+            os.fsync(new.fileno())  # an SD card losing power must not keep an empty file
         os.replace(temporary, path)
     except OSError as error:
         log.warning("cannot store the instance id in %s (%s); set agent.state_dir to a "

@@ -58,6 +58,9 @@ class NatProbe:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._retry is not None:
+            self._retry.cancel()
+        self.destination = None
 
     def _probe(self):
         if self._pending and self.error is None:
@@ -77,7 +80,8 @@ class NatProbe:
     def probe_now(self):
         """Ask again at once (the local address changed: the mapping may have too)."""
         if self.destination is not None:
-            self._timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self._probe()
 
     async def wait_public(self, timeout):

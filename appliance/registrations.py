@@ -25,7 +25,7 @@ import random
 import socket
 
 from .net.resolver import ResolveError, locate
-from .redact import printable_message
+from .redact import printable, printable_message
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.keepalive import FAILED, KeepAlive
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 UNREGISTER_WAIT = 2.0  # seconds a clean stop waits for the registrar to confirm
 ADDRESS_CHECK = 5.0  # seconds between looks at the local address toward the registrar
+FLOW_STABLE = 60000  # ms a flow must last before its failure counts as the first again
 
 
 class Registrations:
@@ -62,17 +63,22 @@ class Registrations:
                 route += ";ob"  # RFC 5626 section 4.2.1: keep this flow for us
             self.route = (route,)
         self.targets = []  # where REGISTERs may go, in RFC 3263 order
-        self.destination = None  # the one they go to now: (transport, host, port)
+        self.current = 0  # the index of the one they go to now
+        self.destination = None  # that target: (transport, host, port)
         self.public = None  # (host, port) learned with STUN for the UDP socket
         self.local_host = None  # the address sent from toward the destination
         self.keepalive = None  # the core KeepAlive of the flow to the destination
         self.error = None  # why the registrar cannot be reached yet
         self._resolve_failures = 0
         self.registrations = {}  # device name -> Registration
-        self._pending = {}  # client transaction -> Registration
+        self._pending = {}  # client transaction -> (Registration, index of its target)
+        self._tries = {}  # Registration -> servers tried in its current attempt
+        self._flow_failures = 0  # consecutive: flows that failed soon after they came up
+        self._flow_since = None  # when the flow last came up (ms)
         self._timer = None
         self._address_timer = None
-        self._retry = None
+        self._recovery_timer = None
+        self._tasks = set()  # start() retries and new lookups (the loop holds tasks weakly)
         self._loop = None
 
     async def start(self):
@@ -80,19 +86,17 @@ class Registrations:
         does not resolve is logged once per attempt and tried again on the RFC 5626
         backoff schedule; the agent runs on meanwhile."""
         self._loop = asyncio.get_running_loop()
-        target = parse_uri(self.proxy.outbound_proxy or self.proxy.registrar)
         try:
-            self.targets = await locate(target, transports=tuple(self.stack.endpoint.local),
-                                        families=_families(self.stack))
+            self.targets = await self._locate()
         except ResolveError as error:
             self._resolve_failures += 1
             delay = backoff_limit(self._resolve_failures) / 1000.0 * (0.5 + random.random() / 2)
             self.error = str(error)
             log.warning("%s; registering the devices in %.0f s", error, delay)
-            self._timer = self._loop.call_later(delay, self._retry_start)
+            self._timer = self._loop.call_later(delay, self._spawn, self.start)
             return
         self.error = None
-        self._use(self.targets[0])
+        self._use(0)
         now = self.stack.now()
         for device in self.devices:
             username = device.username or self.proxy.username
@@ -115,17 +119,17 @@ class Registrations:
 
     async def stop(self):
         """Unregister every binding (Expires: 0) and wait briefly for the answers."""
-        for timer in (self._timer, self._address_timer):
+        for timer in (self._timer, self._address_timer, self._recovery_timer):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._address_timer = None
+        self._timer = self._address_timer = self._recovery_timer = None
+        for task in self._tasks:
+            task.cancel()
         if self.keepalive is not None:
             self.keepalive.stop()
         now = self.stack.now()
         for registration in self.registrations.values():
-            request = registration.stop(now)
-            if request is not None:
-                self._send(registration, request)
+            self._send(registration, registration.stop(now))
         deadline = self._loop.time() + UNREGISTER_WAIT if self._loop else 0
         while self._pending and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -135,42 +139,45 @@ class Registrations:
     def handle(self, event):
         """Take a client transaction event if it belongs to a registration."""
         transaction = getattr(event, "transaction", None)
-        registration = self._pending.get(transaction)
-        if registration is None:
+        entry = self._pending.get(transaction)
+        if entry is None:
             return False
+        registration, index = entry
         now = self.stack.now()
         before = registration.state, registration.last_error
+        ours = transaction.request is registration.outstanding
+        request = None
         if isinstance(event, ResponseReceived):
-            status = event.response.status
-            if status < 200:
+            response = event.response
+            if response.status < 200:
                 return True
             del self._pending[transaction]
-            if status == 503 and transaction.request is registration.outstanding \
-                    and self._next_target(transaction.destination, "503 " + event.response.reason):
-                request = registration.failover(now)
-            else:
+            if response.status == 503 and ours:
+                request = self._failover(registration, index, "%d %s" % (
+                    response.status, printable(response.reason)), now)
+            if request is None:
+                self._tries.pop(registration, None)
                 try:
-                    request = registration.response(event.response, now)
+                    request = registration.response(response, now)
                 except ParseError as error:
                     log.warning("registrar answered %s with a malformed response: %s",
                                 registration.aor, error.reason)
-                    request = None
+                if response.status < 300 and index == self.current:
+                    self._flow_up(now)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             del self._pending[transaction]
             timed_out = isinstance(event, TransactionTimedOut)
-            if transaction.request is registration.outstanding and self._next_target(
-                    transaction.destination, "no response" if timed_out else "unreachable"):
-                request = registration.failover(now)
-            elif timed_out:
-                request = registration.timed_out(now)
-            else:
-                request = registration.transport_failed(now)
+            if ours:
+                request = self._failover(registration, index,
+                                         "no response" if timed_out else "unreachable", now)
+            if request is None:
+                self._tries.pop(registration, None)
+                request = registration.timed_out(now) if timed_out \
+                    else registration.transport_failed(now)
         else:
             return False
-        if request is not None:
-            self._send(registration, request)
+        self._send(registration, request)
         self._report(registration, before, now)
-        self._flow_up(now)
         self._arm()
         return True
 
@@ -190,10 +197,13 @@ class Registrations:
             self._arm()
 
     def connection_closed(self, transport, host, port):
+        """The registrar's side closed a stream connection: when it was the flow, the
+        devices registered on it register again on a new one."""
         keepalive = self.keepalive
-        if keepalive is not None and keepalive.state != FAILED \
-                and self._is_flow(transport, host, port):
-            self._flow_failed("the registrar closed the connection")
+        if not self._is_flow(transport, host, port) or not self._registered() \
+                or (keepalive is not None and keepalive.state == FAILED):
+            return
+        self._flow_failed("the registrar closed the connection")
 
     def set_public(self, public):
         """STUN learned (or re-learned) the public address of the UDP socket."""
@@ -202,6 +212,7 @@ class Registrations:
 
     def register_again(self):
         """Register every registered device at once (its flow or address changed)."""
+        self._recovery_timer = None
         if self._loop is None or not self.registrations:
             return
         now = self.stack.now()
@@ -229,51 +240,79 @@ class Registrations:
             status["keepalive"] = self.keepalive.status(self.stack.now())
         return status
 
-    # -- inside ----------------------------------------------------------------------
+    # -- servers and addresses -------------------------------------------------------------
 
-    def _use(self, destination):
+    async def _locate(self):
+        target = parse_uri(self.proxy.outbound_proxy or self.proxy.registrar)
+        return await locate(target, transports=tuple(self.stack.endpoint.local),
+                            families=_families(self.stack))
+
+    async def _locate_again(self):
+        """After every server failed: look the servers up again (DNS may have moved on)."""
+        try:
+            targets = await self._locate()
+        except ResolveError as error:
+            log.warning("%s; keeping the servers found before", error)
+            return
+        if targets != self.targets:
+            log.info("registrar servers now: %s", ", ".join(_address(t) for t in targets))
+            self.targets = targets
+            self._use(0)
+
+    def _use(self, index):
+        """Send to targets[index] from now on: a new flow."""
         if self.destination is not None:
             self.stack.keep_flow(*self.destination, keep=False)
-        self.destination = destination
+        self.current = index
+        self.destination = destination = self.targets[index]
         self.stack.keep_flow(*destination)
-        self.local_host = self.stack.local_host_toward(destination[1])
-        self.stack.set_local_host(self.local_host)
+        host = self.stack.local_host_toward(destination[0], destination[1])
+        if host is not None:
+            self.local_host = host
+            self.stack.set_local_host(host)
         if self.keepalive is not None:
             self.keepalive.stop()
-            self.keepalive = None  # a new flow: started again by its first 2xx
-
-    def _next_target(self, failed, reason):
-        """After a failure at `failed`: move on to the next server; False when there is
-        none left (then the next attempt begins again with the first)."""
-        if failed != self.destination:
-            return True  # another device's failure moved on already
-        index = self.targets.index(failed) if failed in self.targets else len(self.targets)
-        if index + 1 >= len(self.targets):
-            if len(self.targets) > 1:
-                self._use(self.targets[0])
-            return False
-        following = self.targets[index + 1]
-        log.warning("registrar %s: %s; trying %s", _address(failed), reason, _address(following))
-        self._use(following)
+            self.keepalive = None  # started again by the first 2xx on the new flow
+        self._flow_since = None
         self._update_contacts(send=False)
-        return True
+
+    def _failover(self, registration, index, reason, now):
+        """The REGISTER sent to targets[index] failed there: send it on to the next
+        server (RFC 3263 section 4.3) and return it, or None once this attempt has tried
+        as many servers as there are (then the backoff, and the first server again)."""
+        tried = self._tries.get(registration, 0) + 1
+        if tried >= len(self.targets):
+            self._tries.pop(registration, None)
+            if index == self.current and len(self.targets) > 1:
+                self._use(0)
+                self._spawn(self._locate_again)
+            return None
+        self._tries[registration] = tried
+        if index == self.current:
+            following = (index + 1) % len(self.targets)
+            log.warning("registrar %s: %s; trying %s", _address(self.targets[index]), reason,
+                        _address(self.targets[following]))
+            self._use(following)
+        return registration.failover(now)
 
     def _contact(self, name):
         transport = self.destination[0]
+        local = self.stack.endpoint.local
         if transport == "udp" and self.public is not None:
             host, port = self.public
         else:
-            host = self.local_host
-            port = self.stack.endpoint.local.get(transport, self.stack.endpoint.local["udp"])[1]
-        if ":" in host and not host.startswith("["):
+            port = (local.get(transport) or local["udp"])[1]
+            host = self.local_host or (local.get(transport) or local["udp"])[0]
+        host = host.strip("[]")
+        if ":" in host:
             host = "[%s]" % host
         suffix = "" if transport == "udp" else ";transport=" + transport
         return "sip:%s@%s:%d%s" % (name, host, port, suffix)
 
     def _update_contacts(self, send=True):
         """Give each registration the Contact for today's addresses; a changed one is
-        registered at once when `send` (else with the next REGISTER)."""
-        if self.destination is None:
+        registered at once when `send` (else with its next REGISTER)."""
+        if self.destination is None or not self.registrations:
             return
         now = self.stack.now()
         for name, registration in self.registrations.items():
@@ -281,26 +320,35 @@ class Registrations:
             if contact == registration.contact:
                 continue
             if send:
-                request = registration.contact_changed(contact, now)
-                if request is not None:
-                    self._send(registration, request)
+                self._send(registration, registration.contact_changed(contact, now))
             else:
                 registration.set_contact(contact)
         self._arm()
 
     def _check_address(self):
         self._address_timer = self._loop.call_later(ADDRESS_CHECK, self._check_address)
-        host = self.stack.local_host_toward(self.destination[1])
-        if host == self.local_host:
-            return
+        transport, host, port = self.destination
+        local = self.stack.local_host_toward(transport, host)
+        if local is None or local == self.local_host:
+            return  # no route just now, or nothing new
         log.warning("local address changed from %s to %s; registering again",
-                    self.local_host, host)
-        self.local_host = host
-        self.stack.set_local_host(host)
+                    self.local_host, local)
+        self.local_host = local
+        self.stack.set_local_host(local)
+        if transport != "udp":
+            # The connection is bound to the old address: it cannot carry anything now.
+            if self.keepalive is not None:
+                self.keepalive.fail("the local address changed")
+            self.stack.close_flow(transport, host, port)
         if self.on_address_change is not None:
             self.on_address_change()
-        if self.destination[0] != "udp" or self.public is None:
+        if transport != "udp" or self.public is None:
             self._update_contacts()
+
+    # -- the flow ------------------------------------------------------------------------
+
+    def _registered(self):
+        return [r for r in self.registrations.values() if r.state == REGISTERED]
 
     def _is_flow(self, transport, host, port):
         destination = self.destination
@@ -308,40 +356,60 @@ class Registrations:
             and destination[1] == host.strip("[]") and destination[2] == port
 
     def _flow_up(self, now):
-        """Start keep-alives once a registration stands on the flow (and again after a
-        failed flow is registered anew)."""
-        if not self.keepalive_interval:
-            return
-        registered = [r for r in self.registrations.values() if r.state == REGISTERED]
-        if not registered:
+        """A 2xx came over the flow: start keep-alives on it (again, after a failure),
+        waiting for answers when the registrar speaks outbound."""
+        if self._flow_since is None:
+            self._flow_since = now
+        registered = self._registered()
+        if not self.keepalive_interval or not registered:
             return
         transport = self.destination[0]
-        stun = transport == "udp" and any(r.outbound for r in registered)
+        answered = any(r.outbound for r in registered)
+        stun = transport == "udp" and answered
         interval = self.keepalive_interval
         timers = [r.flow_timer for r in registered if r.flow_timer]
         if timers:
             interval = min(interval, min(timers))  # RFC 5626 section 4.4: Flow-Timer
         keepalive = self.keepalive
         if keepalive is not None and keepalive.state != FAILED and keepalive.stun == stun \
-                and keepalive.interval == interval * 1000:
+                and keepalive.answered == answered and keepalive.interval == interval * 1000:
             return
         self.keepalive = KeepAlive(interval * 1000, transport, random.random,
-                                   self.stack.endpoint.token, stun=stun)
+                                   self.stack.endpoint.token, stun=stun, answered=answered)
         self.keepalive.start(now)
 
     def _flow_failed(self, reason):
-        """The flow to the registrar is gone: close it and register again on a new one."""
-        log.warning("flow to the registrar %s failed: %s; registering again",
-                    _address(self.destination), reason)
+        """The flow to the registrar is gone: close it and register again on a new one.
+        A flow that fails again soon after it came up waits the RFC 5626 backoff first,
+        so a registrar that drops every flow is not hammered."""
+        now = self.stack.now()
+        if self._flow_since is not None and now - self._flow_since >= FLOW_STABLE:
+            self._flow_failures = 0
+        self._flow_failures += 1
+        self._flow_since = None
         if self.keepalive is not None:
-            self.keepalive.state = FAILED
-            self.keepalive.error = reason
+            self.keepalive.fail(reason)
         self.stack.close_flow(*self.destination)
-        self.register_again()
+        delay = 0.0
+        if self._flow_failures > 1:
+            limit = backoff_limit(self._flow_failures - 1) / 1000.0
+            delay = limit / 2 + random.random() * limit / 2
+        log.warning("flow to the registrar %s failed: %s; registering again%s",
+                    _address(self.destination), reason,
+                    " in %.0f s" % delay if delay else "")
+        if self._recovery_timer is not None:
+            self._recovery_timer.cancel()
+        if delay:
+            self._recovery_timer = self._loop.call_later(delay, self.register_again)
+        else:
+            self.register_again()
 
-    def _retry_start(self):
-        # Keep a reference: the loop holds tasks only weakly.
-        self._retry = self._loop.create_task(self.start())
+    # -- sending and time ----------------------------------------------------------------
+
+    def _spawn(self, coroutine_function):
+        task = self._loop.create_task(coroutine_function())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _send(self, registration, request):
         if request is None:
@@ -351,7 +419,7 @@ class Registrations:
                       printable_message(request))
         transaction = self.stack.send_request(request, self.destination)
         if transaction is not None:
-            self._pending[transaction] = registration
+            self._pending[transaction] = (registration, self.current)
 
     def _report(self, registration, before, now):
         after = registration.state, registration.last_error
@@ -364,7 +432,7 @@ class Registrations:
                      " (outbound)" if registration.outbound else "")
         elif registration.last_error is not None:
             log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
-                        registration.last_error, status["next_register_in"])
+                        printable(registration.last_error), status["next_register_in"])
 
     def _arm(self):
         if self._timer is not None:
@@ -385,12 +453,16 @@ class Registrations:
             self._send(registration, registration.handle_timer(now))
             self._report(registration, before, now)
         keepalive = self.keepalive
-        if keepalive is not None:
-            data = keepalive.handle_timer(now)
-            if data is not None and not self.stack.send_keepalive(data, *self.destination):
-                self._flow_failed("the connection to the registrar is gone")
-            elif keepalive.state == FAILED:
-                self._flow_failed(keepalive.error)
+        if keepalive is not None and keepalive.state != FAILED:
+            if not self._registered():
+                keepalive.stop()  # nothing stands on the flow: started by the next 2xx
+                self.keepalive = None
+            else:
+                data = keepalive.handle_timer(now)
+                if data is not None and not self.stack.send_keepalive(data, *self.destination):
+                    self._flow_failed("the connection to the registrar is gone")
+                elif keepalive.state == FAILED:
+                    self._flow_failed(keepalive.error)
         self._arm()
 
 

@@ -240,6 +240,9 @@ class _Lookup:
         except socket.gaierror as error:
             self.system_failure = error.strerror
             return []
+        except UnicodeError:  # a label too long for IDNA
+            self.system_failure = "not a valid host name"
+            return []
         except TimeoutError:
             self.system_failure = "no answer from the system resolver within %g s" % LIFETIME
             return []

@@ -22,6 +22,8 @@ from .udp import UdpListener
 
 log = logging.getLogger(__name__)
 
+_WILDCARDS = ("0.0.0.0", "", "::")
+
 # Port 0 for UDP and TCP on one host gives both the port the kernel picked for the first;
 # when the second has it in use, all listeners pick again, at most this many times.
 SHARED_PORT_ATTEMPTS = 10
@@ -204,22 +206,31 @@ class SipStack:
                 self._tcp.kept.discard(key)
 
     def close_flow(self, transport, host, port):
-        """Close the stream connection to a peer (a flow that failed its keep-alive)."""
-        if transport != "udp":
-            self._tcp.drop((host.strip("[]"), port))
+        """Close the stream connection to a peer (a flow that failed): what was sent on it
+        fails now, and what is sent to that peer next goes on a new connection."""
+        if transport != "udp" and self._tcp.drop((host.strip("[]"), port)):
+            self.endpoint.connection_closed(transport, host, port, self.now())
+            self.flush()
 
-    def local_host_toward(self, host):
-        """The address this host sends from toward `host` (no packet is sent)."""
-        return _route_source(host) or self.endpoint.local["udp" if "udp" in
-                                                          self.endpoint.local else "tcp"][0]
+    def local_host_toward(self, transport, host):
+        """The address requests over `transport` to `host` come from (bare, IPv6 without
+        brackets): the listener's own, or for a wildcard listener the one the routing
+        table picks (no packet is sent); None when there is no route."""
+        if self.advertise:
+            return self.advertise.strip("[]")
+        for bound_transport, bound_host, _ in self.bound:
+            if bound_transport == transport and bound_host not in _WILDCARDS:
+                return bound_host.strip("[]")
+        return _route_source(host)
 
     def set_local_host(self, host):
-        """Advertise `host` in Via (and to the Contacts built from `endpoint.local`) for
-        the listeners bound to a wildcard address: the machine's address changed."""
+        """Advertise `host` in Via for the listeners bound to a wildcard address: the
+        machine's address changed."""
         if self.advertise:
             return
+        host = host.strip("[]")
         for transport, bound_host, port in self.bound:
-            if bound_host in ("0.0.0.0", "", "::") and (":" in host) == (bound_host == "::"):
+            if bound_host in _WILDCARDS and (":" in host) == (bound_host == "::"):
                 self.endpoint.local[transport] = (host if ":" not in host else "[%s]" % host,
                                                   port)
 

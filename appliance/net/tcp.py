@@ -140,11 +140,13 @@ class TcpConnections:
             connection.send(data)
 
     def drop(self, key):
-        """Abort the connection to `key` (host, port) now; what is sent to that peer next
-        goes on a new connection."""
+        """Abort the connection to `key` (host, port) now, if there is one (True); what is
+        sent to that peer next goes on a new connection."""
         connection = self.connections.pop(key, None)
-        if connection is not None:
-            connection.transport.abort()
+        if connection is None:
+            return False
+        connection.transport.abort()
+        return True
 
     def _sweep(self):
         loop = asyncio.get_running_loop()

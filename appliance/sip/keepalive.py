@@ -9,12 +9,13 @@ state machine.
     keepalive.stun_response(message, now)     # True when the STUN answer was ours
 
 What goes out depends on the flow:
-- a stream (TCP, TLS): the double-CRLF ping; the single-CRLF pong must come back within
-  `timeout` (10 s, section 4.4.1);
+- a stream (TCP, TLS): the double-CRLF ping; with `answered` (the registrar speaks
+  outbound) the single-CRLF pong must come back within `timeout` (10 s, section 4.4.1);
 - UDP with `stun`: a STUN Binding request (section 4.4.2), sent again after 0.5, 1, 2...
-  seconds until `timeout`; a changed XOR-MAPPED-ADDRESS also fails the flow;
-- UDP without `stun` (a registrar without outbound): a double CRLF that only keeps the
-  NAT's mapping open; nothing comes back, so nothing can fail.
+  seconds until `timeout`; an error response or a changed XOR-MAPPED-ADDRESS also fails
+  the flow;
+- otherwise (a registrar without outbound): a double CRLF that only keeps the NAT's
+  mapping or the connection open; nothing comes back, so nothing can fail.
 
 Pings go every 80-100% of `interval` ms, so that appliances started together spread out.
 States: "off" (before start), "idle" (the next ping is scheduled), "waiting" (a ping is
@@ -37,7 +38,7 @@ class KeepAlive:
     """`transport` is the flow's ("udp", "tcp" or "tls"); `random()` gives floats in
     [0, 1) for the jitter; `token(n)` n random hex digits (STUN transaction ids)."""
 
-    def __init__(self, interval, transport, random, token=None, stun=False,
+    def __init__(self, interval, transport, random, token=None, stun=False, answered=False,
                  timeout=ANSWER_TIMEOUT):
         if interval < 1:
             raise ValueError("a keep-alive interval must be 1 ms or more")
@@ -48,6 +49,7 @@ class KeepAlive:
         self.random = random
         self.token = token
         self.stun = stun
+        self.answered = answered or stun
         self.timeout = timeout
         self.state = OFF
         self.mapped = None  # (host, port) the last STUN answer showed
@@ -58,10 +60,6 @@ class KeepAlive:
         self._deadline = None  # when an unanswered ping fails the flow (ms)
         self._request = None  # the STUN request awaiting its answer
         self._rto = STUN_RTO
-
-    @property
-    def expects_answer(self):
-        return self.transport != "udp" or self.stun
 
     def start(self, now):
         """Begin (or begin again on a new flow): the first ping after one interval."""
@@ -75,6 +73,12 @@ class KeepAlive:
         self.state = OFF
         self._next = self._deadline = self._request = None
 
+    def fail(self, error):
+        """The caller saw the flow fail (its connection closed, a send failed)."""
+        self.state = FAILED
+        self.error = error
+        self._next = self._deadline = self._request = None
+
     def get_timer(self):
         """When `handle_timer` must be called next (ms), or None."""
         if self._deadline is not None and (self._next is None or self._deadline < self._next):
@@ -84,8 +88,10 @@ class KeepAlive:
     def handle_timer(self, now):
         """The bytes to send now (a ping or a STUN retransmission), or None. After it,
         `state` is FAILED when the answer is overdue."""
+        if self.state != IDLE and self.state != WAITING:
+            return None
         if self.state == WAITING and now >= self._deadline:
-            self._fail("no answer to the keep-alive in %d s" % (self.timeout // 1000))
+            self.fail("no answer to the keep-alive in %d s" % (self.timeout // 1000))
             return None
         if self._next is None or now < self._next:
             return None
@@ -94,7 +100,7 @@ class KeepAlive:
             self._next = min(now + self._rto, self._deadline)
             return self._request.to_bytes()
         self.sent += 1
-        if not self.expects_answer:
+        if not self.answered:
             self._schedule(now)
             return PING
         self.state = WAITING
@@ -117,12 +123,13 @@ class KeepAlive:
         request = self._request
         if request is None or message.transaction_id != request.transaction_id:
             return False
-        # Any answer shows the flow works; only a success tells the mapping.
-        mapped = xor_mapped_address(message) if message.message_type == BINDING_SUCCESS \
-            else None
+        if message.message_type != BINDING_SUCCESS:
+            self.fail("the keep-alive was refused (STUN error response)")
+            return True
+        mapped = xor_mapped_address(message)
         if mapped is not None and self.mapped is not None and mapped != self.mapped:
             self.mapped = mapped
-            self._fail("the flow's public address changed to %s:%d" % mapped)
+            self.fail("the flow's public address changed to %s:%d" % mapped)
             return True
         if mapped is not None:
             self.mapped = mapped
@@ -133,6 +140,7 @@ class KeepAlive:
         return {
             "transport": self.transport,
             "method": "stun" if self.stun else "crlf",
+            "answered": self.answered,
             "interval": self.interval // 1000,
             "state": self.state,
             "last_answer_ago": None if self.last_answer is None
@@ -146,11 +154,6 @@ class KeepAlive:
         self._request = None
         self._deadline = None
         self._schedule(now)
-
-    def _fail(self, error):
-        self.state = FAILED
-        self.error = error
-        self._next = self._deadline = self._request = None
 
     def _schedule(self, now):
         self._next = now + self.interval * 4 // 5 + int(self.random() * (self.interval // 5))

@@ -134,6 +134,7 @@ class Registration:
         self._challenges = 0  # answered in this attempt
         self._stop_pending = False
         self._contact_pending = False
+        self._sent_contact_uri = None
 
     def set_contact(self, contact):
         """The Contact the next REGISTER carries (see `contact_changed` to send it now)."""
@@ -230,7 +231,8 @@ class Registration:
         if self.outstanding is None:
             return None
         self.outstanding = None
-        return self._send(now, self._asked)
+        self._contact_pending = False  # it carries today's Contact
+        return self._begin(now, self._asked)
 
     # -- time --------------------------------------------------------------------------
 
@@ -285,6 +287,7 @@ class Registration:
         if self._digest is not None:
             self._digest.authorize(request)
         self.outstanding = request
+        self._sent_contact_uri = self._contact_uri  # what its 2xx must list
         self._asked = expires
         self.state = UNREGISTERING if expires == 0 else REGISTERING
         self.next_refresh = None
@@ -343,7 +346,7 @@ class Registration:
                 address = parse_address(value)
             except ParseError:
                 continue
-            if address.star or address.uri != self._contact_uri:
+            if address.star or address.uri != self._sent_contact_uri:
                 continue
             granted = _seconds(address.param("expires"))
             if granted is None:

@@ -42,12 +42,12 @@ def advance(keepalive, until):
 class TestStreamKeepAlive(unittest.TestCase):
     def test_ping_within_80_to_100_percent_of_the_interval(self):
         for jitter, expected in ((0.0, 20000), (0.999, 24995)):
-            keepalive = KeepAlive(25000, "tcp", fixed(jitter))
+            keepalive = KeepAlive(25000, "tcp", fixed(jitter), answered=True)
             keepalive.start(0)
             self.assertEqual(keepalive.get_timer(), expected)
 
     def test_pong_keeps_the_flow(self):
-        keepalive = KeepAlive(25000, "tcp", fixed(0.0))
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
         keepalive.start(0)
         self.assertEqual(keepalive.handle_timer(20000), PING)
         self.assertEqual(keepalive.state, WAITING)
@@ -57,7 +57,7 @@ class TestStreamKeepAlive(unittest.TestCase):
         self.assertEqual(keepalive.get_timer(), 40050)
 
     def test_missing_pong_fails_the_flow_after_ten_seconds(self):
-        keepalive = KeepAlive(25000, "tcp", fixed(0.0))
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
         keepalive.start(0)
         keepalive.handle_timer(20000)
         self.assertEqual(keepalive.get_timer(), 30000)
@@ -71,7 +71,7 @@ class TestStreamKeepAlive(unittest.TestCase):
         self.assertEqual(keepalive.state, FAILED)
 
     def test_started_again_after_failure(self):
-        keepalive = KeepAlive(25000, "tcp", fixed(0.0))
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
         keepalive.start(0)
         advance(keepalive, 30000)
         self.assertEqual(keepalive.state, FAILED)
@@ -80,15 +80,32 @@ class TestStreamKeepAlive(unittest.TestCase):
         self.assertIsNone(keepalive.error)
         self.assertEqual(keepalive.get_timer(), 51000)
 
-    def test_unsolicited_pong_is_ignored(self):
+    def test_without_outbound_a_stream_ping_expects_nothing(self):
+        # A registrar without outbound need not answer pings: nothing can fail.
         keepalive = KeepAlive(25000, "tcp", fixed(0.0))
+        keepalive.start(0)
+        sent = advance(keepalive, 100000)
+        self.assertEqual([at for at, _ in sent], [20000, 40000, 60000, 80000, 100000])
+        self.assertEqual(keepalive.state, IDLE)
+
+    def test_a_failed_keepalive_stays_quiet_until_started_again(self):
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
+        keepalive.start(0)
+        keepalive.fail("the connection closed")
+        self.assertEqual((keepalive.state, keepalive.error), (FAILED, "the connection closed"))
+        self.assertIsNone(keepalive.get_timer())
+        self.assertIsNone(keepalive.handle_timer(20000))
+        self.assertEqual(keepalive.state, FAILED)
+
+    def test_unsolicited_pong_is_ignored(self):
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
         keepalive.start(0)
         keepalive.pong(100)
         self.assertIsNone(keepalive.last_answer)
         self.assertEqual(keepalive.get_timer(), 20000)
 
     def test_off_until_started(self):
-        keepalive = KeepAlive(25000, "tcp", fixed(0.0))
+        keepalive = KeepAlive(25000, "tcp", fixed(0.0), answered=True)
         self.assertEqual(keepalive.state, OFF)
         self.assertIsNone(keepalive.get_timer())
         self.assertIsNone(keepalive.handle_timer(100000))
@@ -130,12 +147,14 @@ class TestUdpKeepAlive(unittest.TestCase):
         self.assertTrue(keepalive.stun_response(answer(sent[-1][1]), 22000))
         self.assertEqual(keepalive.state, IDLE)
 
-    def test_error_response_still_shows_the_flow_works(self):
+    def test_error_response_fails_the_flow(self):
+        # RFC 5626 section 4.4.2: a Binding error response means the flow has failed.
         keepalive = KeepAlive(25000, "udp", fixed(0.0), TokenSource("c"), stun=True)
         keepalive.start(0)
         data = keepalive.handle_timer(20000)
         self.assertTrue(keepalive.stun_response(answer(data, message_type=BINDING_ERROR), 1))
-        self.assertEqual(keepalive.state, IDLE)
+        self.assertEqual(keepalive.state, FAILED)
+        self.assertIn("STUN error", keepalive.error)
 
     def test_changed_mapping_fails_the_flow(self):
         # RFC 5626 section 4.4.2: a new public address means the old flow is gone.

@@ -517,6 +517,29 @@ class TestOutboundAndContactChange(unittest.TestCase):
         reg.response(self.registrar.ok(moved), 32 * SECOND)
         self.assertEqual((reg.state, reg.failures), (REGISTERED, 0))
 
+    def test_a_2xx_is_matched_against_the_contact_it_answers(self):
+        # The Contact changes while a REGISTER is out: its 2xx lists the old one, and is
+        # a success; the new Contact goes next.
+        reg = make_registration(credentials=None)
+        request = reg.start(0)
+        self.assertIsNone(reg.contact_changed(NEW_CONTACT, 0))
+        moved = reg.response(self.registrar.ok(request), 0)
+        self.assertEqual((reg.failures, reg.last_error), (0, None))
+        self.assertTrue(reg.is_registered(0))
+        self.assertEqual(moved.get("contact"), "<%s>" % NEW_CONTACT)
+        reg.response(self.registrar.ok(moved), 0)
+        self.assertEqual((reg.state, reg.failures), (REGISTERED, 0))
+
+    def test_set_contact_goes_with_the_next_register(self):
+        reg = make_registration(credentials=None)
+        request = reg.start(0)
+        reg.set_contact(NEW_CONTACT)
+        again = reg.failover(0)
+        self.assertEqual(again.get("contact"), "<%s>" % NEW_CONTACT)
+        reg.response(self.registrar.ok(again), 0)
+        self.assertEqual(reg.state, REGISTERED)
+        self.assertEqual(request.get("contact"), "<%s>" % CONTACT)
+
     def test_contact_changed_before_start(self):
         reg = make_registration(credentials=None)
         self.assertIsNone(reg.contact_changed(NEW_CONTACT, 0))
