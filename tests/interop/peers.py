@@ -133,6 +133,11 @@ class Kamailio(_Peer):
     def uri(self):
         return "sip:%s:%d" % (self.host, self.port)
 
+    def registers(self, aor=None):
+        """How many REGISTER requests it has received (for `aor`, a To URI, if given)."""
+        lines = [line for line in self.log().splitlines() if "REGISTER for " in line]
+        return len([line for line in lines if aor is None or "REGISTER for %s " % aor in line])
+
     def location(self):
         """The registrar's location table (`kamcmd ul.dump`), as text."""
         kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"

@@ -302,3 +302,47 @@ def test_the_public_address_of_an_rtp_socket(lab, workdir):
              "%s:3479" % WAN_ADDRESS],
             capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
         assert silent.stdout.strip().endswith(" None"), silent.stdout + silent.stderr
+
+
+def test_behind_the_nat_a_restarted_registrar_gets_the_devices_back_and_a_wrong_password_is_not_hammered(  # noqa: E501
+        lab, workdir):
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    door_home, porch_home = Path(workdir, "door"), Path(workdir, "porch")
+    door_home.mkdir()
+    porch_home.mkdir()
+    kamailio_at = {"host": WAN_ADDRESS, "port": 5060, "prefix": lab.prefix(lab.wan)}
+    door = porch = None
+    try:
+        with start_kamailio(Path(workdir, "kamailio-1"), users, **kamailio_at) as first:
+            write_config(door_home / "home.toml", first.uri, "pi-s3cret",
+                         devices=("frontdoor",), keepalive=3)
+            door = _start_agent(str(door_home), ["-c", str(door_home / "home.toml")],
+                                host=LAN_ADDRESS, prefix=lab.prefix(lab.lan))
+            assert wait_for(lambda: registrations(door).get("frontdoor", {}).get(
+                "registered")), door.output()
+        # The registrar is down: the door's keep-alives (STUN, as Kamailio speaks outbound)
+        # go unanswered, so its flow fails and it registers again at once...
+        assert wait_for(lambda: "flow to the registrar udp:%s:5060 failed" % WAN_ADDRESS
+                        in door.log(), timeout=20), door.output()
+        # ... and when the registrar is back, with an empty location table, that REGISTER
+        # (retransmitted meanwhile) or the retry after the backoff gets the door in again,
+        # long before its refresh (600 s away).
+        with start_kamailio(Path(workdir, "kamailio-2"), users, **kamailio_at) as second:
+            assert wait_for(lambda: "AoR: frontdoor" in second.location(), timeout=75), (
+                door.output() + second.log())
+            assert call_from_wan(lab, second, "frontdoor").stdout.startswith("SIP/2.0 200")
+            # Another appliance with a wrong password: reported, and not retried in a loop.
+            write_config(porch_home / "home.toml", second.uri, "wrong", devices=("porch",))
+            porch = _start_agent(str(porch_home), ["-c", str(porch_home / "home.toml")],
+                                 host=LAN_ADDRESS, prefix=lab.prefix(lab.lan))
+            assert wait_for(lambda: registrations(porch).get("porch", {}).get(
+                "last_error")), porch.output()
+            time.sleep(3.0)
+            status = registrations(porch)["porch"]
+            assert (status["last_error"], status["failures"]) == ("authentication failed", 1)
+            assert second.registers("sip:porch@home.arpa") == 2, second.log()
+            assert porch.log().count("not registered: authentication failed") == 1
+    finally:
+        for agent in (door, porch):
+            if agent is not None:
+                _stop(agent)

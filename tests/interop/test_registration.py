@@ -110,8 +110,10 @@ def test_wrong_password_is_reported_and_not_retried_at_once(workdir):
             assert "pi-s3cret" not in agent.output() and "not-the-password" not in agent.output()
             assert "not registered: authentication failed" in agent.log()
             # One failed attempt (challenged, answer refused), then quiet until the backoff.
-            time.sleep(1.0)
+            time.sleep(2.0)
             assert registrations(agent)["frontdoor"]["failures"] == 1
+            # The registrar saw two REGISTERs per device: the first and the answer.
+            assert kamailio.registers("sip:frontdoor@home.arpa") == 2, kamailio.log()
         finally:
             _stop(agent)
 
