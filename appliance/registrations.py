@@ -29,7 +29,7 @@ from .redact import printable, printable_message
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.keepalive import FAILED, KeepAlive
-from .sip.registration import REGISTERED, Registration, backoff_limit
+from .sip.registration import BACKOFF, REGISTERED, Registration, backoff_limit
 from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
@@ -430,7 +430,7 @@ class Registrations:
             log.info("%s registered at %s for %s s%s", registration.aor,
                      _address(self.destination), status["granted"],
                      " (outbound)" if registration.outbound else "")
-        elif registration.last_error is not None:
+        elif registration.last_error is not None and registration.state == BACKOFF:
             log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
                         printable(registration.last_error), status["next_register_in"])
 

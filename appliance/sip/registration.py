@@ -35,10 +35,10 @@ Rules:
   then the backoff schedule, never a loop.
 - 423 with a larger Min-Expires: retried at once with it, and it is kept for refreshes.
 - Anything else (other final responses, time-outs, transport failures, a malformed 2xx)
-  is a failure: wait min(1800 s, base * 2 ** (failures - 1)), taken uniformly between
-  50% and 100% of that, base 30 s or 90 s when `some_flows_ok` (RFC 5626 section 4.5;
-  `failures` counts this one, so the upper bounds run 30, 60, 120 ... s). A Retry-After
-  longer than that is honoured. A 2xx resets `failures`.
+  is a failure: wait min(1800 s, base * 2 ** failures), taken uniformly between 50% and
+  100% of that, base 30 s or 90 s when `some_flows_ok` (RFC 5626 section 4.5; `failures`
+  counts this one, so the upper bounds run 60, 120, 240 ... s, as in the RFC's example).
+  A Retry-After longer than that is honoured. A 2xx resets `failures`.
 """
 
 from .digest import DigestClient
