@@ -48,12 +48,7 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
     """
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
-    transport, address, port = await resolve(next_hop)
-    if transport not in ("udp", "tcp"):
-        raise ClientError(
-            "%s needs %s, which this version does not have; use a sip: URI over udp or tcp"
-            % (next_hop, transport.upper())
-        )
+    transport, address, port = await resolve(next_hop)  # udp or tcp: what we can send
     family_any = "::" if ":" in address else "0.0.0.0"
     if listen:
         specs = [(s.transport, s.host, s.port) for s in listen]
