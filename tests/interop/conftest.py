@@ -9,6 +9,7 @@ part of the contract, so a test whose agent does not stop cleanly errors in tear
 missing peer fails the test; elsewhere it skips with the install hint (DESIGN.md).
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,6 +61,22 @@ def start_coturn(workdir, **kwargs):
         return Coturn(workdir, **kwargs)
     except PeerMissing as missing:
         peer_unavailable("coturn (`turnserver`)", str(missing).rpartition("; ")[2])
+
+
+@contextlib.contextmanager
+def sipp_server(sipp_binary, scenario, host, port, prefix=(), messages=None):
+    """SIPp playing a server from tests/interop/scenarios/ on host:port (on a lab's host
+    with `prefix`) for the length of a `with`; `messages` logs what it received."""
+    trace = ["-trace_msg", "-message_file", str(messages)] if messages else []
+    process = subprocess.Popen(
+        [*prefix, sipp_binary, "-sf", str(ROOT / "tests" / "interop" / "scenarios" / scenario),
+         "-i", host, "-p", str(port), "-nostdin", *trace],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(5)
 
 
 def _agent_env():

@@ -17,6 +17,7 @@ from .conftest import (
     _start_agent,
     _stop,
     peer_unavailable,
+    sipp_server,
     start_coturn,
     start_kamailio,
 )
@@ -248,34 +249,27 @@ def test_registrar_located_by_naptr_and_srv_with_failover_past_a_503(lab, workdi
     lab.add_address(lab.wan, SIPP_ADDRESS)
     lab.use_dns(lab.lan, WAN_ADDRESS)
     users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
-    sipp = subprocess.Popen(
-        [*lab.prefix(lab.wan), sipp_binary, "-sf",
-         str(Path(__file__).parent / "scenarios" / "register_503.xml"),
-         "-i", SIPP_ADDRESS, "-p", "5060", "-nostdin"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with dns_server, start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS,
-                                        port=5060, prefix=lab.prefix(lab.wan)) as kamailio:
-            config = Path(workdir, "home.toml")
-            write_config(config, "sip:home.test", "pi-s3cret")
-            agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
-                                 prefix=lab.prefix(lab.lan))
-            try:
-                assert wait_for(lambda: len(registrations(agent)) == 2 and all(
-                    r["registered"] for r in registrations(agent).values())), (
-                    agent.output() + dns_server.log())
-                assert "registrar udp:%s:5060: 503 Service Unavailable; trying udp:%s:5060" % (
-                    SIPP_ADDRESS, WAN_ADDRESS) in agent.log()
-                assert all(r["failures"] == 0 for r in registrations(agent).values())
-                assert agent.status()["nat"]["flow"] == "udp:%s:5060" % WAN_ADDRESS
-                assert ("NAPTR", "home.test") in dns_server.queries()
-                result = call_from_wan(lab, kamailio, "frontdoor")
-                assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
-            finally:
-                _stop(agent)
-    finally:
-        sipp.kill()
-        sipp.wait(5)
+    with sipp_server(sipp_binary, "register_503.xml", SIPP_ADDRESS, 5060,
+                     prefix=lab.prefix(lab.wan)), dns_server, \
+            start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                           prefix=lab.prefix(lab.wan)) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, "sip:home.test", "pi-s3cret")
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: len(registrations(agent)) == 2 and all(
+                r["registered"] for r in registrations(agent).values())), (
+                agent.output() + dns_server.log())
+            assert "registrar udp:%s:5060: 503 Service Unavailable; trying udp:%s:5060" % (
+                SIPP_ADDRESS, WAN_ADDRESS) in agent.log()
+            assert all(r["failures"] == 0 for r in registrations(agent).values())
+            assert agent.status()["nat"]["flow"] == "udp:%s:5060" % WAN_ADDRESS
+            assert ("NAPTR", "home.test") in dns_server.queries()
+            result = call_from_wan(lab, kamailio, "frontdoor")
+            assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
+        finally:
+            _stop(agent)
 
 
 MAP_RTP_SOCKET = """

@@ -8,25 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop, free_port, start_kamailio
+from .conftest import (
+    ROOT,
+    _agent_env,
+    _start_agent,
+    _stop,
+    free_port,
+    sipp_server,
+    start_kamailio,
+)
 from .peers import HOST
 from .test_registration import registrations, wait_for, workdir, write_config
 
 __all__ = ["workdir"]  # the fixture, imported for the tests below
-
-SCENARIOS = Path(__file__).parent / "scenarios"
-
 
 @pytest.mark.parametrize("scenario", ["register_200_without_contact.xml",
                                       "register_garbage.xml"])
 def test_a_broken_registrar_gets_one_log_line_and_a_backoff(workdir, sipp_binary, scenario):
     port = free_port()
     messages = Path(workdir, "sipp.messages.log")
-    sipp = subprocess.Popen(
-        [sipp_binary, "-sf", str(SCENARIOS / scenario), "-i", HOST, "-p", str(port),
-         "-nostdin", "-trace_msg", "-message_file", str(messages)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with sipp_server(sipp_binary, scenario, HOST, port, messages=messages):
         config = Path(workdir, "home.toml")
         write_config(config, "sip:%s:%d" % (HOST, port), "pi-s3cret", devices=("frontdoor",))
         agent = _start_agent(workdir, ["-c", str(config)])
@@ -50,9 +51,6 @@ def test_a_broken_registrar_gets_one_log_line_and_a_backoff(workdir, sipp_binary
             assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout
         finally:
             _stop(agent)
-    finally:
-        sipp.kill()
-        sipp.wait(5)
 
 
 def test_a_stun_server_that_does_not_answer_is_reported_once(workdir):
