@@ -4,10 +4,12 @@ module): the stored instance id, flows kept alive, and a failed flow recovered."
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from .conftest import _start_agent, _stop, start_kamailio
+from .conftest import ROOT, _agent_env, _start_agent, _stop, start_kamailio
 from .test_registration import options_via, registrations, wait_for, workdir, write_config
 
 __all__ = ["workdir"]  # the fixture, imported for the tests below
@@ -44,6 +46,11 @@ def test_instance_id_is_stored_and_a_restarted_agent_replaces_its_bindings(workd
             keepalive = agent.status()["nat"]["keepalive"]
             assert (keepalive["method"], keepalive["transport"]) == ("stun", "udp")
             assert keepalive["state"] in ("idle", "waiting") and keepalive["error"] is None
+            text = subprocess.run(
+                [sys.executable, "-m", "appliance.cli", "status", "--control", agent.control],
+                capture_output=True, text=True, timeout=10, env=_agent_env(), cwd=ROOT,
+            ).stdout
+            assert "keep-alive: stun on udp:127.0.0.1:%d every 1s, " % kamailio.port in text, text
         finally:
             agent.process.kill()  # a crash: no unregister
             agent.process.wait(5)
