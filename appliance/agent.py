@@ -232,7 +232,6 @@ class Agent:
             ),
         }
 
-
     def _nat_status(self):
         if self.config.nat is None and self.registrations is None:
             return None
