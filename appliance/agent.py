@@ -9,12 +9,14 @@ place, `_device_changed`.
 import asyncio
 import logging
 
-from . import __version__
+from . import __version__, packages
+from .access import Access
 from .devices import build_devices
 from .devices.build import pin_factory_for
 from .instance import instance_id
 from .nat import NatProbe
 from .net.stack import SipStack
+from .notifier import Notifier
 from .redact import mask_uri_passwords, printable, printable_message
 from .registrations import Registrations
 from .sip.endpoint import Capabilities
@@ -35,7 +37,7 @@ USER_AGENT = "sip-appliance/%s" % __version__
 STUN_WAIT = 1.0  # seconds the first registration waits for the public address
 
 # What every device URI answers with today; methods join as their features land.
-ALLOW = ("OPTIONS", "ACK", "CANCEL")
+ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE")
 ACCEPT = ("application/sdp", "text/plain")
 
 
@@ -45,7 +47,8 @@ class Agent:
         if pin_factory is None:
             pin_factory = pin_factory_for(config.agent.simulate)
         self.devices = build_devices(config.devices, pin_factory)
-        self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT)
+        self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT,
+                                         allow_events=packages.PACKAGES)
         self._options_fields = self._capability_fields()
         listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
         # agent.domain names the devices; Via and Contact carry where we can be reached.
@@ -62,6 +65,11 @@ class Agent:
             )
             self.stack.pong_handler = self.registrations.pong
             self.stack.closed_handler = self.registrations.connection_closed
+        self.access = Access(self.stack, config.users, config.agent.domain
+                             or config.agent.name, self._respond,
+                             config.agent.digest_algorithms)
+        self.notifier = Notifier(self.stack, self.devices, self.access, self._respond,
+                                 self.contact_for, self.device_uri)
         self.nat = None
         if config.nat is not None and config.nat.stun:
             self.nat = NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
@@ -76,6 +84,7 @@ class Agent:
         for device in self.devices.values():
             device.on_change = self._device_changed_threadsafe
         await self.stack.start()
+        self.notifier.start(self.loop)
         if self.nat is not None:
             await self.nat.start(self.loop)
             if self.registrations is not None:
@@ -107,6 +116,7 @@ class Agent:
             self.nat.handle(message)
 
     async def close(self):
+        await self.notifier.close()
         if self.nat is not None:
             self.nat.close()
         if self.registrations is not None:
@@ -128,6 +138,18 @@ class Agent:
     def device_uri(self, name):
         return "sip:%s@%s" % (name, self.host_part())
 
+    def contact_for(self, name, transport):
+        """Where a device is reached over `transport`: the Contact it registers, when it
+        registers over that transport (the public address behind a NAT), else the
+        listener's address."""
+        registrations = self.registrations
+        if registrations is not None and registrations.destination is not None \
+                and registrations.destination[0] == transport:
+            return registrations.contact(name)
+        host, port = self.stack.endpoint.local[transport]
+        return "sip:%s@%s:%d%s" % (name, host, port,
+                                   "" if transport == "udp" else ";transport=" + transport)
+
     # -- SIP -----------------------------------------------------------------------------
 
     def _on_event(self, event):
@@ -141,8 +163,8 @@ class Agent:
             log.debug("dropped %s from %s: %s", _describe(event.data), _peer(event.source),
                       event.reason)
         elif isinstance(event, (ResponseReceived, TransactionTimedOut, TransportFailed)):
-            if self.registrations is not None:
-                self.registrations.handle(event)
+            if self.registrations is None or not self.registrations.handle(event):
+                self.notifier.handle(event)
 
     def _request(self, event):
         request = event.request
@@ -157,6 +179,8 @@ class Agent:
             self._respond(event, 404)
         elif request.method == "OPTIONS":
             self._respond(event, 200, fields=self._options_fields)
+        elif request.method == "SUBSCRIBE":
+            self.notifier.subscribe(event, user)
         else:
             # A method the core lets through but this device does not serve. Today the
             # core passes only OPTIONS; device-specific methods (DO for lights) land here.
@@ -175,8 +199,8 @@ class Agent:
             fields.append(("Allow-Events", ", ".join(self.capabilities.allow_events)))
         return fields
 
-    def _respond(self, event, status, reason=None, fields=(), body=b""):
-        response = self.stack.respond(event.transaction, status, reason, fields, body)
+    def _respond(self, event, status, reason=None, fields=(), body=b"", to_tag=None):
+        response = self.stack.respond(event.transaction, status, reason, fields, body, to_tag)
         self._log_transaction(event.request, event.source, response)
         return response
 
@@ -191,11 +215,13 @@ class Agent:
     # -- devices -------------------------------------------------------------------------
 
     def _device_changed_threadsafe(self, device, event):
-        """gpiozero calls this on its own thread: hop onto the loop."""
-        self.loop.call_soon_threadsafe(self._device_changed, device, event)
+        """gpiozero calls this on its own thread: hop onto the loop, with the status of
+        this very event (a second one may follow before the loop runs)."""
+        self.loop.call_soon_threadsafe(self._device_changed, device, event, device.status())
 
-    def _device_changed(self, device, event):
+    def _device_changed(self, device, event, status):
         log.info("%s (%s): %s", device.name, device.type, event)
+        self.notifier.device_changed(device.name, status)
 
     def simulate(self, name, state):
         if not self.config.agent.simulate:
@@ -222,7 +248,7 @@ class Agent:
             },
             "registrations": self.registrations.status() if self.registrations else [],
             "nat": self._nat_status(),
-            "subscriptions": [],
+            "subscriptions": self.notifier.status(),
             "calls": [],
             "mqtt": None,
             "sip": dict(

@@ -158,6 +158,11 @@ class AgentConfig:
                           factory=default_state_dir)
     simulate: bool = _key(_Bool(), False)
     log_level: str = _key(_Choice("log level", "debug", "info", "warning", "error"), "info")
+    # Offered to [[users]], in order of preference (RFC 8760); some clients (SIPp, older
+    # phones) answer only the first challenge they are given: put "MD5" first for them.
+    digest_algorithms: tuple[str, ...] = _key(
+        _List(_Choice("digest algorithm", "sha-512-256", "sha-256", "md5"), '"SHA-256", "MD5"',
+              required=True), ("sha-256", "md5"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +226,10 @@ class DoorDevice(Device):
     pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
     pull_up: bool | None = _key(_Bool(), True)
     active_state: bool | None = _key(_Bool())
-    bounce_time: float | None = _key(_SECONDS)
+    bounce_time: float | None = _key(_SECONDS)  # None: 0.05 s
+    # The pin level of an open door (None: high with pull_up, low without): "low" for a
+    # switch whose contacts close when the door opens.
+    open_level: str | None = _key(_Choice("pin level", "high", "low"))
     notify: tuple[str, ...] = _key(_URIS, ())
 
 
@@ -246,6 +254,8 @@ class RelayDevice(Device):
 class DoorbellDevice(Device):
     type: ClassVar[str] = "doorbell"
     pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
+    pull_up: bool = _key(_Bool(), True)
+    bounce_time: float | None = _key(_SECONDS)  # None: 0.03 s
     call: tuple[str, ...] = _key(_URIS, ())
     ring: str = _key(_Choice("ring mode", "parallel", "sequential"), "parallel")
     ring_time: float = _key(_PERIOD, 20.0)
@@ -542,6 +552,9 @@ def _check_devices(sections: dict[str, dict[str, Any]], users: list[_Entry],
         if values.get("active_state") is not None and "pull_up" in layer:
             problems.append(f"{prefix}active_state: only for an input without a pull resistor; "
                             "remove pull_up (the input then floats) or remove active_state")
+        if values.get("active_state") is not None and values.get("open_level") is not None:
+            problems.append(f"{prefix}open_level: says the same as active_state; keep one "
+                            "(active_state = true is open_level = \"low\")")
     for prefix, values, _ in devices:
         strike = values.get("strike")
         if values.get("dtmf_code") not in (None, _BAD) and strike is None:

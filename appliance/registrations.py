@@ -104,7 +104,7 @@ class Registrations:
             registration = Registration(
                 "sip:%s@%s" % (device.name, self.domain),
                 self.proxy.registrar,
-                self._contact(device.name),
+                self.contact(device.name),
                 self.stack.endpoint.token,
                 random.random,
                 expires=self.proxy.expires,
@@ -295,7 +295,8 @@ class Registrations:
             self._use(following)
         return registration.failover(now)
 
-    def _contact(self, name):
+    def contact(self, name):
+        """Device `name`'s Contact for the flow to the registrar."""
         transport = self.destination[0]
         local = self.stack.endpoint.local
         if transport == "udp" and self.public is not None:
@@ -316,7 +317,7 @@ class Registrations:
             return
         now = self.stack.now()
         for name, registration in self.registrations.items():
-            contact = self._contact(name)
+            contact = self.contact(name)
             if contact == registration.contact:
                 continue
             if send:

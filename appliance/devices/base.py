@@ -1,5 +1,7 @@
 """What every device has: a name, a type, a state, and a listener for changes."""
 
+from datetime import UTC, datetime
+
 from ..errors import ApplianceError
 
 
@@ -13,6 +15,8 @@ class Device:
     def __init__(self, name):
         self.name = name
         self.on_change = None  # called as on_change(device, event) on gpiozero's thread
+        self.seq = 0  # one more per reported event: the first event is 1
+        self.changed = None  # when the last event was reported: ISO 8601, UTC, ms
 
     @property
     def state(self):
@@ -27,6 +31,11 @@ class Device:
         raise DeviceError("%s (%s) has no input to simulate" % (self.name, self.type))
 
     def _changed(self, event):
+        """Count and stamp `event`, then tell the listener. A device that reports from more
+        than one thread holds its own lock around this call, so `seq` and `changed`, read
+        inside on_change, belong to this very event."""
+        self.seq += 1
+        self.changed = datetime.now(UTC).isoformat(timespec="milliseconds")
         if self.on_change is not None:
             self.on_change(self, event)
 

@@ -36,9 +36,11 @@ def _build_devices(configs, pin_factory):
             device = DoorSensor(
                 config.name, config.pin, pin_factory, pull_up=config.pull_up,
                 active_state=config.active_state, bounce_time=config.bounce_time,
+                open_level=config.open_level,
             )
         elif kind == "doorbell":
-            device = Doorbell(config.name, config.pin, pin_factory)
+            device = Doorbell(config.name, config.pin, pin_factory, pull_up=config.pull_up,
+                              bounce_time=config.bounce_time)
         elif kind == "light":
             device = Light(config.name, config.pin, pin_factory, config.dimmable,
                            config.initial)

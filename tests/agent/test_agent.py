@@ -358,6 +358,8 @@ def test_status_lists_the_demo_devices_at_the_bound_port(tmp_path):
         assert status["devices"]["frontdoor"] == {
             "type": "door",
             "state": "closed",
+            "changed": None,  # no event yet
+            "seq": 0,
             "uri": "sip:frontdoor@127.0.0.1:%d" % port,
         }
         assert status["devices"]["porch"]["brightness"] == 0

@@ -775,8 +775,20 @@ def test_redacted_and_repr_never_show_a_password(design_example):
         "pull_up": True,
         "active_state": None,
         "bounce_time": None,
+        "open_level": None,
         "notify": ["sip:alice@example.net"],
     }
+
+
+def test_open_level_and_active_state_say_the_same_thing(tmp_path):
+    assert problem(
+        tmp_path, '[[devices]]\nname = "d"\ntype = "door"\npin = 4\nactive_state = true\n'
+        'open_level = "low"\n'
+    ) == 'devices[0].open_level: says the same as active_state; keep one (active_state = ' \
+        'true is open_level = "low")'
+    assert problem(
+        tmp_path, '[[devices]]\nname = "d"\ntype = "door"\npin = 4\nopen_level = "middle"\n'
+    ) == 'devices[0].open_level: "middle" is not a pin level; use "high" or "low"'
 
 
 def test_demo_redacted_is_json():

@@ -51,6 +51,28 @@ class SippResult:
         )
 
 
+def sipp_command(sipp_binary, scenario, user, address, workdir, name, transport="u1",
+                 calls=1, rate=1, limit=1, timeout=SIPP_TIMEOUT):
+    """The argv of one SIPp client run of `scenario` against `address`, its logs kept in
+    `workdir` under `name`."""
+    # fmt: off
+    return [
+        sipp_binary, "-sf", str(SCENARIOS / scenario),
+        "-m", str(calls), "-l", str(limit), "-r", str(rate),
+        "-t", transport, "-i", HOST, "-p", str(free_port()), "-s", user,
+        "-timeout", "%ds" % timeout, "-timeout_error",
+        "-recv_timeout", str(RECV_TIMEOUT_MS),
+        "-nostdin",
+        # An unexpected message still aborts the call as failed (abortunexp), but
+        # without the BYE SIPp would send into a dialog that never existed.
+        "-default_behaviors", "all,-bye",
+        "-trace_err", "-error_file", str(workdir / (name + ".errors.log")),
+        "-trace_msg", "-message_file", str(workdir / (name + ".messages.log")),
+        address,
+    ]
+    # fmt: on
+
+
 @pytest.fixture
 def sipp(sipp_binary, agent, tmp_path):
     """Run a scenario against the agent: sipp(SCENARIO, user, transport="u1", **more)."""
@@ -59,22 +81,8 @@ def sipp(sipp_binary, agent, tmp_path):
     def run(scenario, user, transport="u1", calls=1, rate=1, limit=1, timeout=SIPP_TIMEOUT):
         name = "%s-%s-%d" % (Path(scenario).stem, transport, len(runs))
         runs.append(name)
-        # fmt: off
-        command = [
-            sipp_binary, "-sf", str(SCENARIOS / scenario),
-            "-m", str(calls), "-l", str(limit), "-r", str(rate),
-            "-t", transport, "-i", HOST, "-p", str(free_port()), "-s", user,
-            "-timeout", "%ds" % timeout, "-timeout_error",
-            "-recv_timeout", str(RECV_TIMEOUT_MS),
-            "-nostdin",
-            # An unexpected message still aborts the call as failed (abortunexp), but
-            # without the BYE SIPp would send into a dialog that never existed.
-            "-default_behaviors", "all,-bye",
-            "-trace_err", "-error_file", str(tmp_path / (name + ".errors.log")),
-            "-trace_msg", "-message_file", str(tmp_path / (name + ".messages.log")),
-            agent.address,
-        ]
-        # fmt: on
+        command = sipp_command(sipp_binary, scenario, user, agent.address, tmp_path, name,
+                               transport, calls, rate, limit, timeout)
         with open(tmp_path / (name + ".out"), "wb") as out:
             try:
                 proc = subprocess.run(

@@ -1,0 +1,48 @@
+"""Who may watch or control which device: the [[users]] of the config, each with the
+devices it names, proven by digest authentication (sip/auth.py).
+
+`authorize(event, device)` is the one check every request to a device passes before the
+device does anything: it returns the user name, or None after answering the request itself
+(401 with a challenge; 403 for a user the device is not shared with, or one that keeps
+sending a wrong password). No password, digest or Authorization header is ever logged.
+"""
+
+import logging
+
+from .redact import printable
+from .sip.auth import MISSING, DigestServer
+
+log = logging.getLogger(__name__)
+
+
+class Access:
+    def __init__(self, stack, users, realm, respond, algorithms=("SHA-256", "MD5")):
+        """`users` are the config's [[users]]; `respond(event, status, reason, fields)`
+        answers a request and logs it; `algorithms` are offered in that order."""
+        self.stack = stack
+        self.users = {user.name: user for user in users}
+        self.respond = respond
+        self.server = DigestServer(realm, stack.endpoint.token,
+                                   algorithms=tuple(name.upper() for name in algorithms))
+
+    def authorize(self, event, device):
+        request = event.request
+        result = self.server.check(request, self.stack.now(), self._password)
+        if result.ok:
+            user = self.users[result.username]
+            if device in user.devices:
+                return user.name
+            log.warning("%s may not use %s (its devices: %s)", user.name, device,
+                        ", ".join(user.devices) or "none")
+            self.respond(event, 403, "Not Allowed For This Device")
+            return None
+        if result.outcome != MISSING:
+            log.warning("%s to %s from %s refused: %s (user %r)", request.method, device,
+                        event.source[1], result.reason, printable(result.username or ""))
+        status, name, values = self.server.rejection(result, self.stack.now())
+        self.respond(event, status, None, [(name, value) for value in values])
+        return None
+
+    def _password(self, username):
+        user = self.users.get(username)
+        return user.password.reveal() if user is not None else None

@@ -1,0 +1,72 @@
+"""The event packages a device URI serves to SUBSCRIBE (RFC 6665), and their bodies.
+
+- `presence` (RFC 3856), with a PIDF body (RFC 3863): what a stock softphone shows for a
+  buddy. A door's basic status mirrors it (`open`/`closed`); every other device is `open`
+  (there and working). A note says what happened last and when.
+- `appliance`, this project's own package: a JSON object per event, e.g.
+  `{"device": "frontdoor", "type": "door", "state": "open", "changed":
+  "2026-11-21T10:32:05+00:00", "seq": 17}`. `seq` grows by one per event of the device, so a
+  watcher sees any it missed; a doorbell adds `"event": "press"` and its `presses`.
+
+`body(package, uri, name, status)` gives (content type, bytes) for a device's status.
+"""
+
+import json
+from datetime import datetime
+from xml.sax.saxutils import escape, quoteattr
+
+PRESENCE = "presence"
+APPLIANCE = "appliance"
+PACKAGES = (PRESENCE, APPLIANCE)
+CONTENT_TYPES = {PRESENCE: "application/pidf+xml", APPLIANCE: "application/json"}
+
+
+def body(package, uri, name, status):
+    """(content type, bytes) of the NOTIFY body for device `name` (address of record
+    `uri`) in `status` (its `status()`)."""
+    if package == PRESENCE:
+        return CONTENT_TYPES[PRESENCE], presence(uri, name, status)
+    return CONTENT_TYPES[APPLIANCE], appliance(name, status)
+
+
+def appliance(name, status):
+    fields = {"device": name}
+    fields.update(status)
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+
+
+def presence(uri, name, status):
+    kind, state = status["type"], status["state"]
+    basic = state if kind == "door" else "open"
+    note = _note(kind, state, status.get("changed"))
+    timestamp = status.get("changed")
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity=%s>\n' % quoteattr(uri),
+        "  <tuple id=%s>\n" % quoteattr(name),
+        "    <status><basic>%s</basic></status>\n" % basic,
+        "    <note>%s</note>\n" % escape(note),
+    ]
+    if timestamp:
+        parts.append("    <timestamp>%s</timestamp>\n" % escape(timestamp))
+    parts += ["  </tuple>\n", "  <note>%s</note>\n" % escape(note), "</presence>\n"]
+    return "".join(parts).encode()
+
+
+def _note(kind, state, changed):
+    when = _clock(changed)
+    if kind == "door":
+        return "Door %s%s" % (state, " since " + when if when else "")
+    if kind == "doorbell":
+        return "Rang at %s" % when if when else "Not rung yet"
+    return "%s %s%s" % (kind.capitalize(), state, " since " + when if when else "")
+
+
+def _clock(changed):
+    """The local time of day of an ISO 8601 time, e.g. 10:32:05."""
+    if not changed:
+        return None
+    try:
+        return datetime.fromisoformat(changed).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return None

@@ -1,0 +1,125 @@
+"""Door watchers (RFC 6665) against a running `appliance run`: SIPp subscribes as a user,
+sees the door open through `appliance sim`, refreshes and unsubscribes."""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, _agent_env, _start_agent, _stop
+from .test_sipp import SippResult, sipp_command
+
+WAIT = 10.0
+
+
+def sim(agent, device, state):
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "sim", device, state, "--control",
+         agent.control], capture_output=True, text=True, timeout=10, env=_agent_env(),
+        cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def wait_for(predicate, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def start_sipp(sipp_binary, agent, tmp_path, scenario, user, transport="u1", timeout=40):
+    name = "%s-%s" % (scenario.rpartition(".")[0], transport)
+    command = sipp_command(sipp_binary, scenario, user, agent.address, tmp_path, name,
+                           transport, timeout=timeout)
+    # The digest-uri is the Request-URI (SIPp's default leaves the user part out).
+    command[1:1] = ["-auth_uri", "%s@%s" % (user, agent.address)]
+    out = open(tmp_path / (name + ".out"), "wb")
+    process = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT)
+    out.close()
+    return process, SippResult(None, tmp_path, name)
+
+
+def finish(process, result, timeout=60):
+    try:
+        result.returncode = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        result.returncode = "nothing: killed after %ds" % timeout
+    return result
+
+
+def subscriptions(agent):
+    return agent.status()["subscriptions"]
+
+
+HOME = """
+[agent]
+name = "frontdoor-pi"
+simulate = true
+digest_algorithms = ["MD5"]      # SIPp answers only the first challenge, and only MD5
+
+[[users]]
+name = "demo"
+password = "demo"
+devices = ["frontdoor", "doorbell"]
+
+[[users]]
+name = "guest"
+password = "guest"
+devices = ["doorbell"]
+
+[[devices]]
+name = "frontdoor"
+type = "door"
+pin = 17
+
+[[devices]]
+name = "doorbell"
+type = "doorbell"
+pin = 27
+"""
+
+
+@pytest.fixture
+def home():
+    workdir = tempfile.mkdtemp(prefix="sipsub-")
+    config = Path(workdir, "home.toml")
+    config.write_text(HOME)
+    agent = _start_agent(workdir, ["-c", str(config)])
+    try:
+        yield agent
+        _stop(agent)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_watcher_sees_the_door_open_refreshes_and_unsubscribes(sipp_binary, home, tmp_path):
+    agent = home
+    for transport in ("u1", "t1"):
+        process, result = start_sipp(sipp_binary, agent, tmp_path, "subscribe_door.xml",
+                                     "frontdoor", transport)
+        try:
+            assert wait_for(lambda: subscriptions(agent)), agent.output()
+            [entry] = subscriptions(agent)
+            assert (entry["device"], entry["user"], entry["event"]) == (
+                "frontdoor", "demo", "appliance")
+            assert entry["notifications"] == 1
+            seq = agent.status()["devices"]["frontdoor"]["seq"]
+            sim(agent, "frontdoor", "open")
+        finally:
+            finish(process, result)
+        assert result.returncode == 0, result.report(agent)
+        assert agent.status()["devices"]["frontdoor"]["seq"] > seq
+        assert wait_for(lambda: not subscriptions(agent)), subscriptions(agent)
+        log = agent.log()
+        assert "demo subscribed to frontdoor (appliance) for 120 s" in log
+        assert "demo unsubscribed from frontdoor (appliance)" in log
+        sim(agent, "frontdoor", "closed")
