@@ -11,6 +11,7 @@ import logging
 
 from . import __version__, packages
 from .access import Access
+from .alerts import Alerts
 from .devices import build_devices
 from .devices.build import pin_factory_for
 from .instance import instance_id
@@ -70,6 +71,8 @@ class Agent:
                              config.agent.digest_algorithms)
         self.notifier = Notifier(self.stack, self.devices, self.access, self._respond,
                                  self.contact_for, self.device_uri)
+        self.alerts = Alerts(self.stack, [d for d in config.devices if d.name in self.devices],
+                             self.device_uri, config.proxy, self.registrations)
         self.nat = None
         if config.nat is not None and config.nat.stun:
             self.nat = NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
@@ -85,6 +88,7 @@ class Agent:
             device.on_change = self._device_changed_threadsafe
         await self.stack.start()
         self.notifier.start(self.loop)
+        self.alerts.start(self.loop)
         if self.nat is not None:
             await self.nat.start(self.loop)
             if self.registrations is not None:
@@ -116,6 +120,7 @@ class Agent:
             self.nat.handle(message)
 
     async def close(self):
+        await self.alerts.close()
         await self.notifier.close()
         if self.nat is not None:
             self.nat.close()
@@ -163,7 +168,9 @@ class Agent:
             log.debug("dropped %s from %s: %s", _describe(event.data), _peer(event.source),
                       event.reason)
         elif isinstance(event, (ResponseReceived, TransactionTimedOut, TransportFailed)):
-            if self.registrations is None or not self.registrations.handle(event):
+            if self.registrations is not None and self.registrations.handle(event):
+                return
+            if not self.alerts.handle(event):
                 self.notifier.handle(event)
 
     def _request(self, event):
@@ -222,6 +229,7 @@ class Agent:
     def _device_changed(self, device, event, status):
         log.info("%s (%s): %s", device.name, device.type, event)
         self.notifier.device_changed(device.name, status)
+        self.alerts.device_changed(device.name, event, status)
 
     def simulate(self, name, state):
         if not self.config.agent.simulate:
@@ -249,6 +257,7 @@ class Agent:
             "registrations": self.registrations.status() if self.registrations else [],
             "nat": self._nat_status(),
             "subscriptions": self.notifier.status(),
+            "alerts": self.alerts.status(),
             "calls": [],
             "mqtt": None,
             "sip": dict(
