@@ -10,15 +10,15 @@ most twice per attempt); without one, the target is located itself (RFC 3263).
 A broker or proxy outage delays events; it does not lose them. An alert that meets no
 answer, a transport failure, 408, 480, 429, a 5xx, a challenge it cannot answer, or (from
 the home proxy, for a person whose phone is not registered just now) 404, stays at the head
-of its queue and is sent again after a backoff (5 s doubling up to 5 min, each
-wait drawn between half and the whole; a longer Retry-After is honoured), while later
-alerts queue behind it (at most `max_queue` per target: past that the oldest waiting one is
-dropped). Any other final answer (403, 415, 3xx, 6xx, a 404 from the target itself...)
-says the alert can never be delivered: it is dropped and the next one goes. The log has one WARNING when a target starts
-failing (one more if alerts start being dropped, for either reason), DEBUG lines for the
-failures after it, and one INFO when it takes alerts again; an INFO line per delivered alert
-with its Call-ID; never a password or an Authorization header. A stop waits briefly for
-MESSAGEs on their way and logs how many alerts were left undelivered.
+of its queue and is sent again after a backoff (5 s doubling up to 5 min, each wait drawn
+between half and the whole; a longer Retry-After is honoured), while later alerts queue
+behind it (at most `max_queue` per target: past that the oldest waiting one is dropped).
+Any other final answer (403, 415, 3xx, 6xx, a 404 from the target itself...) says the alert
+can never be delivered: it is dropped and the next one goes. The log has one WARNING when a
+target starts failing (one more if alerts start being dropped, for either reason), DEBUG
+lines for the failures after it, and one INFO when it takes alerts again; an INFO line per
+delivered alert with its Call-ID; never a password or an Authorization header. A stop
+waits briefly for MESSAGEs on their way and logs how many alerts were left undelivered.
 
 The text names the device after its config name, predictably: `-` and `_` become spaces, a
 last word ending in "door" has it split off ("frontdoor" -> "front door"), and the first

@@ -77,10 +77,30 @@ def _parser():
     options.add_argument("uri", metavar="URI")
     _client_arguments(options)
     options.set_defaults(func=cmd_options)
+
+    subscribe = commands.add_parser(
+        "subscribe", help="watch a device: one line per NOTIFY until interrupted")
+    subscribe.add_argument("uri", metavar="URI")
+    subscribe.add_argument("--event", default="appliance", metavar="PKG",
+                           help="event package: appliance (default; state, seq, time), "
+                                "presence (what a softphone shows), or another")
+    subscribe.add_argument("--expires", type=_seconds, default=600, metavar="S",
+                           help="seconds to ask for; refreshed before they run out "
+                                "(default 600; 0: print the state once and exit)")
+    subscribe.add_argument("--json", action="store_true",
+                           help="print each NOTIFY's state as one JSON object per line")
+    _client_arguments(subscribe, verbose=False)
+    subscribe.set_defaults(func=cmd_subscribe)
     return parser
 
 
-def _client_arguments(parser):
+def _seconds(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("%r is not a whole number of seconds" % text)
+    return int(text)
+
+
+def _client_arguments(parser, verbose=True):
     parser.add_argument("--from", dest="from_uri", metavar="URI",
                         help="From URI (default sip:appliance@<local address>)")
     parser.add_argument("--proxy", metavar="URI", help="send via this proxy")
@@ -95,8 +115,9 @@ def _client_arguments(parser):
                              "users in the process list: prefer --password-file)")
     secret.add_argument("--password-file", metavar="FILE",
                         help="file holding the password for digest authentication")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print the whole response")
+    if verbose:
+        parser.add_argument("-v", "--verbose", action="store_true",
+                            help="print the whole response")
 
 
 # -- run -----------------------------------------------------------------------------------
@@ -290,6 +311,23 @@ def cmd_options(args):
                                  timeout=args.timeout, listen=listen,
                                  **_credentials(args)))
     return _print_result(result, args.verbose)
+
+
+def cmd_subscribe(args):
+    from .watch import Watch
+
+    listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
+    watch = Watch(args.uri, event=args.event, expires=args.expires, from_uri=args.from_uri,
+                  proxy=args.proxy, timeout=args.timeout, listen=listen,
+                  json_lines=args.json, **_credentials(args))
+    return asyncio.run(_watch(watch))
+
+
+async def _watch(watch):
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, watch.stop)
+    return await watch.run()
 
 
 def _credentials(args):
