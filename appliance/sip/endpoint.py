@@ -88,6 +88,9 @@ class Endpoint:
         self.server_transactions = {}
         self.client_transactions = {}
         self.dialogs = {}
+        # Called with a request for a dialog not (yet) known; may return a new Dialog for
+        # it (a subscriber's first NOTIFY overtaking the 2xx, RFC 6665 4.1.2.4), else None.
+        self.dialog_for = None
         # (Call-ID, From tag, CSeq) of requests outside a dialog still in a transaction:
         # a second copy by another path is a merged request (section 8.2.2.2).
         self._merge_keys = {}
@@ -170,6 +173,10 @@ class Endpoint:
         dialog = None
         if request.to.tag is not None:
             dialog = self.dialogs.get(dialog_id_for_request(request))
+            if dialog is None and self.dialog_for is not None:
+                dialog = self.dialog_for(request)
+                if dialog is not None:
+                    self.add_dialog(dialog)
             if dialog is None:
                 self._reject(transaction, 481, None, (), now)
                 return

@@ -472,6 +472,23 @@ class DialogRequestTest(UasCase):
     def test_481_for_another_call_id(self):
         self.rejected(bye(to_tag="bob-tag", call_id="other", cseq=6), 481)
 
+    def test_dialog_for_makes_a_dialog_the_endpoint_did_not_know(self):
+        # A subscriber whose first NOTIFY overtakes the 2xx (RFC 6665 4.1.2.4).
+        asked = []
+
+        def dialog_for(request):
+            asked.append(request.method)
+            if request.to.tag != "new-tag":
+                return None
+            return Dialog.as_uas(request, "new-tag")
+
+        self.ep.dialog_for = dialog_for
+        event = self.accepted(bye(to_tag="new-tag", call_id="other", cseq=1))
+        self.assertEqual(event.dialog.id, ("other", "new-tag", "alice-tag"))
+        self.assertIs(self.ep.dialogs[event.dialog.id], event.dialog)
+        self.rejected(bye(to_tag="unknown-tag", call_id="third", branch="z9hG4bK-3"), 481)
+        self.assertEqual(asked, ["BYE", "BYE"])
+
     def test_request_within_the_dialog_reaches_the_tu(self):
         event = self.accepted(bye(to_tag="bob-tag", cseq=6))
         self.assertIs(event.dialog, self.dialog)
