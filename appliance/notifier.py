@@ -7,9 +7,10 @@ SUBSCRIBE in the dialog refreshes it (and gets the state again); Expires: 0 ends
 last NOTIFY "terminated"; a subscription that lapses ends with "terminated;reason=timeout";
 a subscriber that answers a NOTIFY with an error, or not at all, is dropped.
 
-Answers: 489 with Allow-Events for another package, 423 with Min-Expires below MIN_EXPIRES
-seconds (the grant is capped at MAX_EXPIRES), 406 when the subscriber accepts none of the
-package's types, 503 with Retry-After past MAX_PER_DEVICE or MAX_TOTAL subscriptions, 481
+Answers: 489 with Allow-Events for another package, 423 with Min-Expires below
+`min_expires` seconds (the grant is capped at MAX_EXPIRES), 406 when the subscriber accepts
+none of the package's types, 503 with Retry-After past `max_per_device` or `max_total`
+subscriptions, 481
 for a dialog we do not know (the core's), 401 from `access` for anyone not allowed.
 
 NOTIFYs go back the way the SUBSCRIBE came: over its route set when it has one (a proxy),
@@ -38,13 +39,14 @@ log = logging.getLogger(__name__)
 DEFAULT_EXPIRES = 600  # seconds, when a SUBSCRIBE has no Expires (RFC 3856 says 3600)
 MIN_EXPIRES = 60
 MAX_EXPIRES = 3600
-MAX_PER_DEVICE = 32
-MAX_TOTAL = 128
+MAX_PER_DEVICE = 100
+MAX_TOTAL = 256
 RETRY_AFTER = 60  # seconds, with 503
 
 
 class Notifier:
-    def __init__(self, stack, devices, access, respond, contact_for, uri_for):
+    def __init__(self, stack, devices, access, respond, contact_for, uri_for,
+                 min_expires=MIN_EXPIRES, max_per_device=MAX_PER_DEVICE, max_total=MAX_TOTAL):
         """`devices` maps names to devices; `access.authorize(event, name)` returns the
         user allowed to watch device `name`, or None once it has answered the request;
         `respond(event, status, reason, fields, to_tag=None)` answers a request (and logs
@@ -52,6 +54,9 @@ class Notifier:
         the device's address of record."""
         self.stack = stack
         self.respond = respond
+        self.min_expires = min_expires
+        self.max_per_device = max_per_device
+        self.max_total = max_total
         self.devices = devices
         self.access = access
         self.contact_for = contact_for
@@ -85,7 +90,7 @@ class Notifier:
             self._respond(event, 406, fields=(("Accept", content_type),))
             return
         try:
-            granted = grant_expires(request, DEFAULT_EXPIRES, MIN_EXPIRES, MAX_EXPIRES)
+            granted = grant_expires(request, DEFAULT_EXPIRES, self.min_expires, MAX_EXPIRES)
         except IntervalTooBrief as brief:
             self._respond(event, 423, fields=(("Min-Expires", brief.minimum),))
             return
@@ -99,9 +104,9 @@ class Notifier:
 
     def _create(self, event, name, user, package, event_id, granted):
         watching = sum(1 for watcher in self._watchers.values() if watcher[0] == name)
-        if watching >= MAX_PER_DEVICE or len(self._watchers) >= MAX_TOTAL:
-            log.warning("refused a subscription of %s to %s: %d subscriptions already",
-                        user, name, len(self._watchers))
+        if watching >= self.max_per_device or len(self._watchers) >= self.max_total:
+            log.warning("refused a subscription of %s to %s: %d to it, %d in all already",
+                        user, name, watching, len(self._watchers))
             self._respond(event, 503, "Too Many Subscriptions",
                           fields=(("Retry-After", RETRY_AFTER),))
             return

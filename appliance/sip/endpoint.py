@@ -435,8 +435,12 @@ class Endpoint:
     def handle_timer(self, now):
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, transaction, name = heapq.heappop(timers)
-            transaction.on_timer(name, now)
+            entry = heapq.heappop(timers)
+            transaction = entry[2]
+            if transaction is None:
+                continue  # its transaction ended before the timer was due
+            transaction.timers.remove(entry)
+            transaction.on_timer(entry[3], now)
 
     # -- used by transactions ----------------------------------------------------------
 
@@ -444,13 +448,21 @@ class Endpoint:
         self._out.append(Datagram(data, transport, host, port, alternative))
 
     def _schedule(self, deadline, transaction, name):
+        """A timer for `transaction`; returns its entry, which `_forget` disarms (the heap
+        keeps the entry until it is due, but no longer the ended transaction with its
+        messages)."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, transaction, name))
+        entry = [deadline, self._timer_seq, transaction, name]
+        heapq.heappush(self._timers, entry)
+        return entry
 
     def _emit(self, event):
         self._events.append(event)
 
     def _forget(self, transaction):
+        for entry in transaction.timers:
+            entry[2] = None
+        transaction.timers = []
         if isinstance(transaction, ServerTransaction):
             if self.server_transactions.get(transaction.key) is transaction:
                 del self.server_transactions[transaction.key]

@@ -90,7 +90,7 @@ def status_class(status):
 
 class Transaction:
     __slots__ = ("owner", "machine", "state", "request", "method", "key", "reliable",
-                 "interval")
+                 "interval", "timers")
 
     def __init__(self, owner, machine, state, request, key, reliable):
         self.owner = owner
@@ -101,6 +101,7 @@ class Transaction:
         self.key = key
         self.reliable = reliable
         self.interval = 0
+        self.timers = []  # the owner's entries for our pending timers (see `_arm`)
 
     def _move(self, event):
         """Apply a transition; False (and no change) when `event` does not apply now."""
@@ -113,7 +114,7 @@ class Transaction:
         return True
 
     def _arm(self, name, delay, now):
-        self.owner._schedule(now + delay, self, name)
+        self.timers.append(self.owner._schedule(now + delay, self, name))
 
     def __repr__(self):
         return "<%s transaction %s %s>" % (self.machine, self.key[0], self.state)

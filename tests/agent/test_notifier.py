@@ -3,8 +3,9 @@ NOTIFYs say, and every way a subscription ends.
 
 A `Watcher` is a subscriber written for the test: a UDP socket, SUBSCRIBEs answered
 through the core's DigestClient (the client half; the agent's server half is under test),
-NOTIFYs read and answered as the test says. Timers the RFCs fix at tens of seconds are
-shortened here by setting the notifier's limits and the stack's T1 for the test.
+NOTIFYs read and answered as the test says. Limits are lowered on the agent's notifier
+for a test, and the stack's T1 shortened, so that what the RFCs time in tens of seconds
+takes one or two.
 """
 
 import asyncio
@@ -16,10 +17,8 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from appliance import notifier
 from appliance.agent import Agent
 from appliance.config import load
-from appliance.net import stack as stack_module
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, make_response, parse_message
 from appliance.sip.transaction import TimerValues
@@ -282,11 +281,10 @@ def test_a_fetch_gets_the_state_once(tmp_path):
     run(body())
 
 
-def test_a_lapsed_subscription_ends_with_reason_timeout(tmp_path, monkeypatch):
-    monkeypatch.setattr(notifier, "MIN_EXPIRES", 1)
-
+def test_a_lapsed_subscription_ends_with_reason_timeout(tmp_path):
     async def body():
         async with home(tmp_path) as agent, watcher(agent) as alice:
+            agent.notifier.min_expires = 1
             await alice.subscribe(expires=1)
             await alice.notify()
             last = await alice.notify(timeout=3.0)
@@ -318,13 +316,11 @@ def test_a_notify_answered_481_drops_the_subscription(tmp_path):
     run(body())
 
 
-def test_a_watcher_that_never_answers_is_dropped(tmp_path, monkeypatch):
-    # T1 of 20 ms: the NOTIFY's transaction gives up after 64 * T1 = 1.3 s, not 32 s.
-    monkeypatch.setattr(stack_module, "TimerValues",
-                        lambda: TimerValues(t1=20, t2=160, t4=200))
-
+def test_a_watcher_that_never_answers_is_dropped(tmp_path):
     async def body():
         async with home(tmp_path) as agent, watcher(agent) as alice:
+            # T1 of 20 ms: the NOTIFY's transaction gives up after 64 * T1 = 1.3 s.
+            agent.stack.endpoint.timers = TimerValues(t1=20, t2=160, t4=200)
             alice.answer = None
             await alice.subscribe()
             await alice.notify()  # and its retransmissions, unanswered
@@ -333,11 +329,10 @@ def test_a_watcher_that_never_answers_is_dropped(tmp_path, monkeypatch):
     run(body())
 
 
-def test_subscriptions_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(notifier, "MAX_PER_DEVICE", 2)
-
+def test_subscriptions_are_bounded(tmp_path):
     async def body():
         async with home(tmp_path) as agent:
+            agent.notifier.max_per_device = 2
             watchers = [Watcher(agent) for _ in range(3)]
             try:
                 for accepted in watchers[:2]:

@@ -167,7 +167,10 @@ class NonInviteClientUdpTest(ClientCase):
         self.run_to(5700)
         self.assertEqual(tx.state, TERMINATED)
         self.assertEqual(self.ep.client_transactions, {})
-        # Timer F, still in the queue, has nothing left to act on.
+        # Timer F, still in the queue, has nothing left to act on, and no longer holds
+        # the ended transaction (nor its messages) until it is due at 32 s.
+        self.assertEqual(tx.timers, [])
+        self.assertFalse([entry for entry in self.ep._timers if entry[2] is tx])
         self.assertEqual(self.run_to(40000), [])
         self.assertEqual(drain(self.ep), [])
 
