@@ -177,3 +177,28 @@ def test_baresip_watches_the_door_as_a_buddy(home, tmp_path):
             baresip.kill()
     # It unsubscribed on the way out.
     assert wait_for(lambda: "demo unsubscribed from frontdoor (presence)" in agent.log())
+
+
+def test_a_lapsed_subscription_and_a_vanished_watcher_end(sipp_binary, home, tmp_path):
+    # Both at once, as each takes its time: one lets its subscription lapse after 60 s
+    # (terminated;reason=timeout), the other stops answering after its first NOTIFY and is
+    # dropped once that NOTIFY's transaction gives up (32 s).
+    agent = home
+    lapsing = start_sipp(sipp_binary, agent, tmp_path, "subscribe_expiry.xml", "frontdoor",
+                         timeout=90)
+    vanishing = start_sipp(sipp_binary, agent, tmp_path, "subscribe_silent.xml", "frontdoor",
+                           timeout=20)
+    try:
+        assert wait_for(lambda: len(subscriptions(agent)) == 2), agent.output()
+        assert finish(*vanishing, timeout=30).returncode == 0, vanishing[1].report(agent)
+        assert wait_for(lambda: len(subscriptions(agent)) == 1, timeout=40), (
+            subscriptions(agent))
+        assert "ended: no answer to NOTIFY" in agent.log()
+        result = finish(*lapsing, timeout=90)
+        assert result.returncode == 0, result.report(agent)
+        assert wait_for(lambda: not subscriptions(agent)), subscriptions(agent)
+        assert "ended: timeout" in agent.log()
+    finally:
+        for process, _ in (lapsing, vanishing):
+            if process.poll() is None:
+                process.kill()
