@@ -173,6 +173,31 @@ def _start_agent(workdir, extra=(), host=HOST, prefix=()):
     )
 
 
+def wait_for(predicate, timeout=10.0):
+    """The predicate's first true value within `timeout` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+@contextlib.contextmanager
+def running_home(config_text, prefix="siphome-"):
+    """`appliance run` with the config `config_text`, in a temporary directory."""
+    workdir = tempfile.mkdtemp(prefix=prefix)  # short: the control socket lives here
+    try:
+        config = Path(workdir, "home.toml")
+        config.write_text(config_text)
+        running = _start_agent(workdir, ["-c", str(config)])
+        yield running
+        _stop(running)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture
 def agent():
     # The control socket's path must stay under 108 bytes: keep it short, out of tmp_path.

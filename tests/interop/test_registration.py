@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop, free_port, start_kamailio
-
-WAIT = 10.0  # seconds for registrations to settle
+from .conftest import (
+    ROOT,
+    _agent_env,
+    _start_agent,
+    _stop,
+    free_port,
+    start_kamailio,
+    wait_for,
+)
 
 
 def write_config(path, registrar, password, expires=600, devices=("frontdoor", "porch"),
@@ -34,14 +40,6 @@ def write_config(path, registrar, password, expires=600, devices=("frontdoor", "
     path.write_text(text)
 
 
-def wait_for(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 def options_via(kamailio, uri):

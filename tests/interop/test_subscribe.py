@@ -5,16 +5,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _agent_env, _start_agent, _stop, peer_unavailable
+from .conftest import ROOT, _agent_env, peer_unavailable, running_home, wait_for
 from .test_sipp import SippResult, sipp_command
-
-WAIT = 10.0
 
 
 def sim(agent, device, state):
@@ -25,14 +20,6 @@ def sim(agent, device, state):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def wait_for(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
 
 
 def start_sipp(sipp_binary, agent, tmp_path, scenario, user, transport="u1", timeout=40):
@@ -91,15 +78,8 @@ pin = 27
 
 @pytest.fixture
 def home():
-    workdir = tempfile.mkdtemp(prefix="sipsub-")
-    config = Path(workdir, "home.toml")
-    config.write_text(HOME)
-    agent = _start_agent(workdir, ["-c", str(config)])
-    try:
+    with running_home(HOME, "sipsub-") as agent:
         yield agent
-        _stop(agent)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_watcher_sees_the_door_open_refreshes_and_unsubscribes(sipp_binary, home, tmp_path):

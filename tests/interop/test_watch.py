@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HOST, ROOT, _agent_env, _start_agent, _stop
+from .conftest import HOST, ROOT, _agent_env, _start_agent, _stop, running_home, wait_for
 from .peers import free_port
-from .test_subscribe import sim, subscriptions, wait_for
+from .test_subscribe import sim, subscriptions
 
 LINE_WAIT = 10.0  # seconds for the next line of `appliance subscribe`
 EXIT_WAIT = 5.0  # seconds for it to exit after SIGINT (it waits at most 2 s itself)
@@ -48,15 +48,8 @@ pin = 17
 
 @pytest.fixture
 def home():
-    workdir = tempfile.mkdtemp(prefix="sipwatch-")
-    config = Path(workdir, "home.toml")
-    config.write_text(HOME)
-    agent = _start_agent(workdir, ["-c", str(config)])
-    try:
+    with running_home(HOME, "sipwatch-") as agent:
         yield agent
-        _stop(agent)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Watcher:
