@@ -23,7 +23,7 @@ import logging
 from . import packages
 from .net.resolver import ResolveError, resolve
 from .redact import printable
-from .sip.errors import ParseError
+from .sip.errors import ParseError, SipError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.headers import parse_address
 from .sip.subscription import (
@@ -64,6 +64,8 @@ class Notifier:
         self.subscriptions = {}  # dialog id -> Subscription
         self._watchers = {}  # Subscription -> (device name, user, destination or None)
         self._pending = {}  # NOTIFY client transaction -> Subscription
+        self._sent_seq = {}  # Subscription -> the device's seq its last NOTIFY showed
+        self._closing = False
         self._tasks = set()
         self._timer = None
         self._loop = None
@@ -81,7 +83,9 @@ class Notifier:
             self._respond(event, 489, fields=(("Allow-Events", ", ".join(packages.PACKAGES)),))
             return
         user = None
-        if event.dialog is None:  # a refresh: the dialog it came in proves who sent it
+        # A refresh comes in the dialog, whose random tags prove who sent it; the NOTIFYs'
+        # destination never follows a refresh, so it cannot redirect the state elsewhere.
+        if event.dialog is None:
             user = self.access.authorize(event, name)
             if user is None:
                 return
@@ -104,6 +108,9 @@ class Notifier:
 
     def _create(self, event, name, user, package, event_id, granted):
         watching = sum(1 for watcher in self._watchers.values() if watcher[0] == name)
+        if self._closing:
+            self._respond(event, 503, "Shutting Down", fields=(("Retry-After", RETRY_AFTER),))
+            return
         if watching >= self.max_per_device or len(self._watchers) >= self.max_total:
             log.warning("refused a subscription of %s to %s: %d to it, %d in all already",
                         user, name, watching, len(self._watchers))
@@ -114,10 +121,17 @@ class Notifier:
         transport = event.source[0]
         tag = self.stack.endpoint.new_tag()
         contact = self.contact_for(name, transport)
+        try:  # the subscriber's Contact (the NOTIFYs' target) and routes, read first
+            subscription = Subscription(event.request, tag, contact, package, granted, now,
+                                        event_id)
+        except ParseError as error:
+            self._respond(event, 400, "Malformed " + error.reason)
+            return
+        if subscription.dialog.remote_target is None:
+            self._respond(event, 400, "Missing Contact")
+            return
         self.respond(event, 200, None, (("Expires", granted), ("Contact", "<%s>" % contact)),
                      to_tag=tag)
-        subscription = Subscription(event.request, tag, contact, package, granted, now,
-                                    event_id)
         self.stack.endpoint.add_dialog(subscription.dialog)
         self.subscriptions[subscription.id] = subscription
         destination = None
@@ -133,14 +147,16 @@ class Notifier:
 
     def _refresh(self, event, package, granted):
         subscription = self.subscriptions.get(event.dialog.id)
-        if subscription is None or subscription.event != package \
-                or subscription.state != "active":
+        if subscription is None or subscription.event != package or subscription.ending \
+                or subscription.event_id != event_of(event.request)[1]:
             self._respond(event, 481)
             return
         now = self.stack.now()
         self.respond(event, 200, None, (("Expires", granted),))
-        subscription.refresh(event.request, granted, now)
-        name = self._watchers[subscription][0]
+        subscription.refresh(granted, now)
+        name, _, destination = self._watchers[subscription]
+        if destination is None:
+            return  # still finding where NOTIFYs go: the first one brings the state
         content_type, body = self._body(subscription)
         if granted == 0:
             log.info("%s unsubscribed from %s (%s)", self._watchers[subscription][1], name,
@@ -161,11 +177,11 @@ class Notifier:
 
     async def _locate_then_notify(self, subscription, fetch):
         dialog = subscription.dialog
-        hop = parse_address(dialog.route_set[0]).uri if dialog.route_set \
-            else dialog.remote_target
         try:
-            destination = await resolve(hop)
-        except ResolveError as error:
+            hop = parse_address(dialog.route_set[0]).uri if dialog.route_set \
+                else dialog.remote_target
+            destination = await resolve(hop, transports=tuple(self.stack.endpoint.local))
+        except (ResolveError, ParseError) as error:
             log.warning("cannot send NOTIFYs for %s: %s", self._watchers[subscription][0],
                         error)
             self._remove(subscription)
@@ -181,7 +197,8 @@ class Notifier:
         of its watchers."""
         now = self.stack.now()
         for subscription, watcher in list(self._watchers.items()):
-            if watcher[0] == name and watcher[2] is not None:
+            if watcher[0] == name and watcher[2] is not None \
+                    and status.get("seq", 0) > self._sent_seq.get(subscription, -1):
                 content_type, body = self._body(subscription, status)
                 self._send(subscription, subscription.notify(body, content_type, now))
 
@@ -220,6 +237,7 @@ class Notifier:
     async def close(self, wait=1.0):
         """End every subscription with a last NOTIFY (terminated;reason=deactivated: the
         subscriber may subscribe again) and wait briefly for the answers."""
+        self._closing = True
         if self._loop is None:
             return  # never started
         if self._timer is not None:
@@ -242,18 +260,27 @@ class Notifier:
         name = self._watchers[subscription][0]
         if status is None:
             status = self.devices[name].status()
+        self._sent_seq[subscription] = status.get("seq", 0)
         return packages.body(subscription.event, self.uri_for(name), name, status)
 
     def _send(self, subscription, request):
         if request is None:
             return
         destination = self._watchers[subscription][2]
-        transaction = self.stack.send_request(request, destination)
+        try:
+            transaction = self.stack.send_request(request, destination)
+        except SipError as error:  # a route over a transport we do not listen on
+            log.warning("cannot send NOTIFYs for %s: %s", self._watchers[subscription][0],
+                        error)
+            subscription.notify_failed(self.stack.now())
+            self._remove(subscription)
+            return
         if transaction is not None:
             self._pending[transaction] = subscription
 
     def _remove(self, subscription):
         watcher = self._watchers.pop(subscription, None)
+        self._sent_seq.pop(subscription, None)
         self.subscriptions.pop(subscription.id, None)
         self.stack.endpoint.remove_dialog(subscription.dialog)
         if watcher is not None:
@@ -272,7 +299,8 @@ class Notifier:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        deadlines = [s.get_timer() for s in self._watchers]
+        deadlines = [s.get_timer() for s, watcher in self._watchers.items()
+                     if watcher[2] is not None]
         deadlines = [d for d in deadlines if d is not None]
         if deadlines and self._loop is not None:
             self._timer = self._loop.call_at(min(deadlines) / 1000.0, self._on_timer)

@@ -6,7 +6,8 @@
 - `appliance`, this project's own package: a JSON object per event, e.g.
   `{"device": "frontdoor", "type": "door", "state": "open", "changed":
   "2026-11-21T10:32:05+00:00", "seq": 17}`. `seq` grows by one per event of the device, so a
-  watcher sees any it missed; a doorbell adds `"event": "press"` and its `presses`.
+  watcher sees any it missed; a doorbell's `state` is `pressed` or `idle`, with its
+  `presses`.
 
 `body(package, uri, name, status)` gives (content type, bytes) for a device's status.
 """

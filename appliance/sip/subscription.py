@@ -6,7 +6,7 @@
     request = subscription.notify(body, content_type, now)    # send it, or None: queued
     request = subscription.notify_answered(response, now)     # a final response to it...
     request = subscription.notify_failed(now)                  # ...or a time-out/failure
-    subscription.refresh(request, granted, now)                # SUBSCRIBE in the dialog
+    subscription.refresh(granted, now)                         # SUBSCRIBE in the dialog
     request = subscription.terminate(body, content_type, now, "timeout")   # at get_timer()
 
 Every call that may produce a NOTIFY returns the one to send now, or None. At most one
@@ -96,7 +96,7 @@ class Subscription:
 
     # -- from the subscriber ---------------------------------------------------------
 
-    def refresh(self, request, granted, now):
+    def refresh(self, granted, now):
         """A SUBSCRIBE within the dialog was accepted with `granted` seconds (0: the
         subscriber ends it). Send the current state next (section 4.2.1.2): the caller
         calls `notify` or, for 0, `terminate`."""
@@ -110,7 +110,7 @@ class Subscription:
     def notify(self, body, content_type, now):
         """Tell the subscriber the resource's state: the NOTIFY to send now, or None when
         one is outstanding (this one then goes when it is answered)."""
-        if self.state != ACTIVE:
+        if self.ending:
             return None
         self._waiting = (body, content_type)
         if self.outstanding is not None:
@@ -120,8 +120,8 @@ class Subscription:
     def terminate(self, body, content_type, now, reason=None):
         """End the subscription with a last NOTIFY (Subscription-State: terminated, with
         `reason` such as "timeout" or "noresource"); None when one is outstanding (it
-        follows) or the subscription has ended already."""
-        if self.state != ACTIVE:
+        follows) or the subscription is ending already."""
+        if self.ending:
             return None
         self._final = reason or ""
         self._waiting = (body, content_type)
@@ -154,15 +154,20 @@ class Subscription:
 
     # -- time --------------------------------------------------------------------------
 
+    @property
+    def ending(self):
+        """True once the last NOTIFY is asked for (it may wait for an outstanding one)."""
+        return self._final is not None or self.state != ACTIVE
+
     def get_timer(self):
-        return self.expires_at if self.state == ACTIVE else None
+        return None if self.ending else self.expires_at
 
     def remaining(self, now):
         """Seconds until the subscription lapses (0 when it has)."""
         return max(0, (self.expires_at - now) // 1000)
 
     def expired(self, now):
-        return self.state == ACTIVE and now >= self.expires_at
+        return not self.ending and now >= self.expires_at
 
     # -- inside --------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ figures 5-8); the methods only perform the actions that go with a transition. A
 transaction never touches a socket or a clock: it is given `now` in milliseconds and asks
 its owner (the `Endpoint`) to transmit bytes, arm a timer or report an event.
 
-Timers are never cancelled: each one is bound to the states it acts in, and a timer that
-fires in any other state is ignored. That keeps the timer queue a plain heap.
+A timer is not cancelled when its state is left: each one is bound to the states it acts
+in, and one that fires in any other state is ignored, which keeps the timer queue a plain
+heap. Only when the transaction ends are its pending timers disarmed (the owner's
+`_forget`), so that the heap does not keep it, and its messages, until they are due.
 """
 
 from .errors import InvalidState

@@ -346,3 +346,35 @@ def test_subscriptions_are_bounded(tmp_path):
                     peer.close()
 
     run(body())
+
+
+def test_a_subscribe_without_a_usable_contact_gets_400_not_200(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, watcher(agent) as alice:
+            response = await alice.subscribe(fields=[("Contact", "<sip:")])
+            assert response.status == 400
+            assert not agent.status()["subscriptions"]
+
+    run(body())
+
+
+def test_unsubscribing_while_a_notify_is_unanswered_ends_once(tmp_path):
+    # The last NOTIFY waits for the outstanding one; meanwhile nothing spins or repeats.
+    async def body():
+        async with home(tmp_path) as agent, watcher(agent) as alice:
+            alice.answer = None  # the first NOTIFY stays unanswered for now
+            await alice.subscribe()
+            first = await alice.notify()
+            response = await alice.subscribe(expires=0)
+            assert response.status == 200
+            assert agent.notifier._timer is None  # no timer re-armed in the past
+            alice.answer = 200
+            await alice.loop.sock_sendto(alice.sock, make_response(first, 200).to_bytes(),
+                                         ("127.0.0.1", alice.agent_port))
+            notify = await alice.notify()
+            while notify.cseq.number == first.cseq.number:  # retransmissions of the first
+                notify = await alice.notify()
+            assert notify.get("subscription-state") == "terminated"
+            assert await wait_until(lambda: not agent.status()["subscriptions"])
+
+    run(body())

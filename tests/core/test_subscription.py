@@ -126,23 +126,29 @@ class TestEnd(unittest.TestCase):
         subscription = new_subscription(granted=600)
         first = subscription.notify(b"open", "text/plain", 0)
         subscription.notify_answered(answered(first), 0)
-        subscription.refresh(subscribe(expires=0), 0, 5 * SECOND)
+        subscription.refresh(0, 5 * SECOND)
         self.assertTrue(subscription.expired(5 * SECOND))
         last = subscription.terminate(b"open", "text/plain", 5 * SECOND)
         self.assertEqual(last.get("subscription-state"), "terminated")
 
     def test_terminate_waits_for_the_outstanding_notify(self):
-        subscription = new_subscription()
+        subscription = new_subscription(granted=60)
         first = subscription.notify(b"open", "text/plain", 0)
         self.assertIsNone(subscription.terminate(b"closed", "text/plain", 0, "timeout"))
         self.assertEqual(subscription.state, ACTIVE)
+        # Ending: no timer to come back for, no second end, no other NOTIFY meanwhile.
+        self.assertTrue(subscription.ending)
+        self.assertIsNone(subscription.get_timer())
+        self.assertFalse(subscription.expired(61 * SECOND))
+        self.assertIsNone(subscription.terminate(b"x", "text/plain", 0))
+        self.assertIsNone(subscription.notify(b"x", "text/plain", 0))
         last = subscription.notify_answered(answered(first), 10)
         self.assertEqual(last.get("subscription-state"), "terminated;reason=timeout")
         self.assertEqual(last.body, b"closed")
 
     def test_refresh_extends(self):
         subscription = new_subscription(granted=60, now=0)
-        subscription.refresh(subscribe(expires=600), 600, 30 * SECOND)
+        subscription.refresh(600, 30 * SECOND)
         self.assertEqual(subscription.get_timer(), 630 * SECOND)
         notify = subscription.notify(b"open", "text/plain", 30 * SECOND)
         self.assertEqual(notify.get("subscription-state"), "active;expires=600")
