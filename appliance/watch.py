@@ -27,7 +27,7 @@ from .packages import APPLIANCE, CONTENT_TYPES, PRESENCE
 from .sip.dialog import Dialog, dialog_id_for_request
 from .sip.digest import DigestClient
 from .sip.endpoint import Capabilities
-from .sip.errors import ParseError
+from .sip.errors import ParseError, SipError
 from .sip.events import RequestReceived, ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.headers import is_token, parse_address
 from .sip.message import make_request
@@ -158,6 +158,11 @@ class Watch:
             self._alive = False
             self.err("SUBSCRIBE failed: %s%s" % (_status(response), self._hint(response)))
             return 1
+        if self.dialog is None and not response.to.tag:
+            self._alive = False
+            self.err("SUBSCRIBE failed: %s without a To tag (no dialog to watch in)"
+                     % _status(response))
+            return 1
         self._alive = not self._ended.done()
         if self.dialog is None:
             self.dialog = Dialog.as_uac(request, response, self.contact)
@@ -251,7 +256,10 @@ class Watch:
             if self.digest is not None:
                 self.digest.authorize(request)
             answer = loop.create_future()
-            transaction = self.stack.send_request(request, destination)
+            try:
+                transaction = self.stack.send_request(request, destination)
+            except SipError as error:  # e.g. a transport we do not listen on
+                raise ClientError("cannot send SUBSCRIBE: %s" % error) from None
             self._answers[transaction] = answer
             waiters = (answer, self._stopped) if initial else (answer,)
             try:
