@@ -7,13 +7,16 @@ place, `_device_changed`.
 """
 
 import asyncio
+import json
 import logging
 
-from . import __version__, packages
+from . import __version__, commands, packages
 from .access import Access
 from .alerts import Alerts
 from .devices import build_devices
+from .devices.base import DeviceError
 from .devices.build import pin_factory_for
+from .devices.outputs import Output
 from .instance import instance_id
 from .nat import NatProbe
 from .net.stack import SipStack
@@ -38,8 +41,9 @@ USER_AGENT = "sip-appliance/%s" % __version__
 STUN_WAIT = 1.0  # seconds the first registration waits for the public address
 
 # What every device URI answers with today; methods join as their features land.
-ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE")
-ACCEPT = ("application/sdp", "text/plain")
+ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO")
+SENSOR_ALLOW = tuple(m for m in ALLOW if m not in ("MESSAGE", "DO"))  # doors, doorbells
+ACCEPT = ("application/sdp", *commands.CONTENT_TYPES)
 
 
 class Agent:
@@ -188,10 +192,41 @@ class Agent:
             self._respond(event, 200, fields=self._options_fields)
         elif request.method == "SUBSCRIBE":
             self.notifier.subscribe(event, user)
+        elif request.method in ("MESSAGE", "DO") and isinstance(device, Output):
+            self._control(event, device)
         else:
             # A method the core lets through but this device does not serve. Today the
             # core passes only OPTIONS; device-specific methods (DO for lights) land here.
-            self._respond(event, 405, fields=(("Allow", ", ".join(ALLOW)),))
+            allow = ALLOW if isinstance(device, Output) else SENSOR_ALLOW
+            self._respond(event, 405, fields=(("Allow", ", ".join(allow)),))
+
+    def _control(self, event, device):
+        """MESSAGE or DO to a light or relay: who asks, what for, and the pin moved before
+        the 200 (RFC 3428: a MESSAGE's 200 has no body; a DO's carries the state)."""
+        request = event.request
+        user = self.access.authorize(event, device.name)
+        if user is None:
+            return  # answered: nothing moves for an unauthenticated request
+        if not request.body:
+            self._respond(event, 400, "Missing Body; " + commands.USAGE)
+            return
+        try:
+            command = commands.parse(request.get("content-type"), request.body)
+            status = device.apply(command)
+        except commands.CommandError as error:
+            self._respond(event, error.status, error.reason, error.fields)
+            return
+        except DeviceError as error:
+            self._respond(event, 400, str(error).capitalize())
+            return
+        log.info("%s: %s by %s -> %s", device.name, command.action
+                 + ("" if command.value is None else " %g" % command.value), user,
+                 status["state"])
+        if request.method == "DO":
+            body = json.dumps(dict(status, device=device.name), sort_keys=True).encode()
+            self._respond(event, 200, fields=(("Content-Type", commands.JSON),), body=body)
+        else:
+            self._respond(event, 200)
 
     def _capability_fields(self):
         fields = [

@@ -1,11 +1,77 @@
-"""Outputs: lights (optionally dimmable) and relays (optionally pulsed, for door strikes)."""
+"""Outputs: lights (optionally dimmable) and relays (optionally pulsed, for door strikes).
+
+`apply(command)` carries out a Command of the command language (commands.py) and returns
+the status after it; a change is reported like any device event (`on_change`), so that
+watchers and MQTT hear of it. What a device cannot do raises DeviceError.
+"""
+
+import threading
 
 from gpiozero import LED, PWMLED, OutputDevice
 
-from .base import Device
+from .base import Device, DeviceError
 
 
-class Light(Device):
+class Output(Device):
+    """What lights and relays share: switching, and reporting what changed."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self._lock = threading.RLock()
+        self._pulse = None  # the timer that ends a pulse
+
+    @property
+    def state(self):
+        return "on" if self.output.value else "off"
+
+    def status(self):
+        return {"type": self.type, "state": self.state, "changed": self.changed,
+                "seq": self.seq}
+
+    def apply(self, command):
+        with self._lock:
+            action = command.action
+            if action == "status":
+                return self.status()
+            if action == "toggle":
+                action = "off" if self.output.value else "on"
+            before = self.status()
+            self._cancel_pulse()
+            self._do(action, command.value)
+            after = self.status()
+            if (after["state"], after.get("brightness")) != (before["state"],
+                                                            before.get("brightness")):
+                self._changed(after["state"])
+                after = self.status()
+            return after
+
+    def _do(self, action, value):
+        if action == "on":
+            self.output.on()
+        elif action == "off":
+            self.output.off()
+        else:
+            raise DeviceError("%s (%s) cannot %s" % (self.name, self.type, action))
+
+    def _cancel_pulse(self):
+        if self._pulse is not None:
+            self._pulse.cancel()
+            self._pulse = None
+
+    def _end_pulse(self):
+        with self._lock:
+            self._pulse = None
+            if self.output.value:
+                self.output.off()
+                self._changed("off")
+
+    def close(self):
+        with self._lock:
+            self._cancel_pulse()
+        self.output.close()
+
+
+class Light(Output):
     type = "light"
 
     def __init__(self, name, pin, pin_factory, dimmable=False, initial="off"):
@@ -18,21 +84,24 @@ class Light(Device):
             self.output = LED(pin, initial_value=on, pin_factory=pin_factory)
 
     @property
-    def state(self):
-        return "on" if self.output.value else "off"
-
-    @property
     def brightness(self):
         return round(float(self.output.value) * 100)
 
     def status(self):
-        return {"type": self.type, "state": self.state, "brightness": self.brightness}
+        return dict(super().status(), brightness=self.brightness)
 
-    def close(self):
-        self.output.close()
+    def _do(self, action, value):
+        if action == "dim":
+            if not self.dimmable:
+                raise DeviceError("%s is not dimmable; use on or off" % self.name)
+            self.output.value = value / 100.0
+        elif action == "on" and self.dimmable:
+            self.output.value = 1.0
+        else:
+            super()._do(action, value)
 
 
-class Relay(Device):
+class Relay(Output):
     type = "relay"
 
     def __init__(self, name, pin, pin_factory, active_high=True, pulse=None, initial="off"):
@@ -43,12 +112,17 @@ class Relay(Device):
             pin_factory=pin_factory,
         )
 
-    @property
-    def state(self):
-        return "on" if self.output.value else "off"
-
-    def close(self):
-        self.output.close()
+    def _do(self, action, value):
+        if action == "pulse":
+            seconds = value or self.pulse_time
+            if not seconds:
+                raise DeviceError("%s has no pulse time; use pulse SECONDS" % self.name)
+            self.output.on()
+            self._pulse = threading.Timer(seconds, self._end_pulse)
+            self._pulse.daemon = True
+            self._pulse.start()
+        else:
+            super()._do(action, value)
 
 
 class Intercom(Device):

@@ -177,13 +177,13 @@ def test_options_to_an_unknown_user_is_404(tmp_path):
     run(body())
 
 
-def test_message_to_a_device_is_405_with_allow(tmp_path):
+def test_message_to_a_door_is_405_and_to_a_light_challenged_without_moving_it(tmp_path):
     async def body():
         async with running_agent(tmp_path) as agent, udp_peer() as peer:
             port = agent_port(agent)
             reply = await peer.ask(
                 port,
-                "porch",
+                "frontdoor",
                 "message@test",
                 method="MESSAGE",
                 body=b"on",
@@ -191,8 +191,12 @@ def test_message_to_a_device_is_405_with_allow(tmp_path):
             )
             assert (reply.status, reply.reason) == (405, "Method Not Allowed")
             allow = reply.tokens("Allow")
-            assert "OPTIONS" in allow and "MESSAGE" not in allow
+            assert "OPTIONS" in allow and "MESSAGE" not in allow and "DO" not in allow
             assert reply.get("CSeq") == "1 MESSAGE"
+            reply = await peer.ask(port, "porch", "message2@test", method="MESSAGE",
+                                   body=b"on", content_type="text/plain")
+            assert reply.status == 401  # no credentials: challenged, and the light stays off
+            assert agent.devices["porch"].state == "off"
 
     run(body())
 

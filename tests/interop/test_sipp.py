@@ -120,7 +120,7 @@ def test_options_to_a_device_gets_200_with_allow(sipp, agent, transport):
     "scenario, user",
     [
         pytest.param("unknown_method.xml", "frontdoor", id="FOOBAR-501-with-Allow"),
-        pytest.param("message_405.xml", "porch", id="MESSAGE-405-with-Allow"),
+        pytest.param("message_405.xml", "frontdoor", id="MESSAGE-to-a-door-405-with-Allow"),
         pytest.param("unknown_user.xml", "nobody-here", id="unknown-user-404"),
         pytest.param("cseq_mismatch.xml", "porch", id="CSeq-mismatch-400"),
         pytest.param("version_3.xml", "porch", id="SIP-3.0-505"),

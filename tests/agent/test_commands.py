@@ -1,0 +1,265 @@
+"""The command language (commands.py), and lights and relays obeying it over real
+loopback UDP, only for users they are shared with."""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+
+import pytest
+
+from appliance.agent import Agent
+from appliance.commands import Command, CommandError, parse
+from appliance.config import load
+from appliance.sip.digest import DigestClient
+from appliance.sip.message import make_request, parse_message
+
+from .support import REPLY_WAIT, run, short_dir, wait_until
+from .test_notifier import Watcher, state_of
+
+# -- the language ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type, body, command", [
+    ("text/plain", b"on", Command("on")),
+    ("text/plain; charset=UTF-8", b"  OFF \r\n", Command("off")),
+    ("TEXT/PLAIN", b"Toggle", Command("toggle")),
+    ("text/plain", b"dim 40", Command("dim", 40)),
+    ("text/plain", b"pulse 2.5", Command("pulse", 2.5)),
+    ("text/plain", b"pulse", Command("pulse")),
+    ("text/plain", b"status", Command("status")),
+    ("application/json", b'{"state": "ON"}', Command("on")),
+    ("application/json", b'{"state": "ON", "brightness": 40}', Command("dim", 40)),
+    ("application/json", b'{"brightness": 0}', Command("dim", 0)),
+    ("application/json", b'{"state": "off", "brightness": 40}', Command("off")),
+    ("application/dmp", b"<dmp><command>ON</command></dmp>", Command("on")),
+    ("application/dmp", b"<dmp><command>DIM 30</command></dmp>", Command("dim", 30)),
+])
+def test_commands_in_each_language(content_type, body, command):
+    assert parse(content_type, body) == command
+
+
+@pytest.mark.parametrize("content_type, body, status, reason", [
+    ("text/plain", b"open sesame", 400,
+     "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
+    ("text/plain", b"dim", 400, "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
+    ("text/plain", b"dim 140", 400, "Brightness Is 0 To 100"),
+    ("text/plain", b"pulse -1", 400, "Pulse Is 0 To 3600 Seconds"),
+    ("text/plain", b"on now", 400, "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
+    ("text/plain", b"\xff\xfe", 400, "Body Is Not UTF-8"),
+    ("application/json", b"[1]", 400, "Malformed JSON"),
+    ("application/json", b'{"state": "MAYBE"}', 400,
+     'Use {"state": "ON"|"OFF"|"TOGGLE", "brightness": 0-100}'),
+    ("application/json", b'{"brightness": true}', 400, "Brightness Is 0 To 100"),
+    ("application/dmp", b"<dmp><command>", 400, "Malformed DMP"),
+    ("application/dmp", b"<other/>", 400, "Use <dmp><command>ON</command></dmp>"),
+    ("text/plain", b"on" + b" " * 1100, 413, "Request Entity Too Large"),
+    ("text/html", b"<p>on</p>", 415, "Unsupported Media Type"),
+])
+def test_what_is_refused_and_how(content_type, body, status, reason):
+    with pytest.raises(CommandError) as refused:
+        parse(content_type, body)
+    assert (refused.value.status, refused.value.reason) == (status, reason)
+    if status == 415:
+        assert refused.value.fields == (
+            ("Accept", "text/plain, application/json, application/dmp"),)
+
+
+# -- lights and relays over SIP ----------------------------------------------------------
+
+HOME = """
+[agent]
+name = "test-home"
+domain = "home.arpa"
+simulate = true
+listen = ["udp:127.0.0.1:0"]
+control = "{control}"
+
+[[users]]
+name = "alice"
+password = "alice-pw"
+devices = ["porch", "strike", "hall"]
+
+[[users]]
+name = "guest"
+password = "guest-pw"
+devices = ["hall"]
+
+[[devices]]
+name = "porch"
+type = "light"
+pin = 22
+dimmable = true
+
+[[devices]]
+name = "hall"
+type = "light"
+pin = 23
+
+[[devices]]
+name = "strike"
+type = "relay"
+pin = 24
+pulse = 0.3
+"""
+
+
+@contextlib.asynccontextmanager
+async def home(tmp_path):
+    path = tmp_path / "home.toml"
+    path.write_text(HOME.format(control=short_dir(tmp_path) + "/control.sock"))
+    agent = Agent(load(str(path), environ={}))
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.close()
+
+
+class Controller:
+    """A user agent that sends MESSAGE and DO, answering challenges with its credentials."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, agent, user="alice", password="alice-pw"):
+        self.agent_port = agent.stack.bound[0][2]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.loop = asyncio.get_running_loop()
+        self.digest = DigestClient(lambda realm: (user, password), lambda n: "ab" * (n // 2))
+        self.cseq = 0
+
+    async def send(self, device, body, method="DO", content_type="text/plain", answer=True):
+        call_id = "control-%d" % next(self._numbers)
+        for _ in range(2):
+            self.cseq += 1
+            fields = [("Via", "SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK%s%d;rport"
+                       % (self.port, call_id, self.cseq))]
+            if content_type:
+                fields.append(("Content-Type", content_type))
+            request = make_request(method, "sip:%s@127.0.0.1:%d" % (device, self.agent_port),
+                                   "sip:alice@127.0.0.1:%d" % self.port, "ctag", call_id,
+                                   self.cseq, fields=fields, body=body)
+            self.digest.authorize(request)
+            await self.loop.sock_sendto(self.sock, request.to_bytes(),
+                                        ("127.0.0.1", self.agent_port))
+            response = await self._final()
+            if answer and response.status in (401, 407) and self.digest.challenged(response):
+                continue
+            return response
+        return response
+
+    async def _final(self):
+        while True:
+            data, _ = await asyncio.wait_for(self.loop.sock_recvfrom(self.sock, 65535),
+                                             REPLY_WAIT)
+            message = parse_message(data)
+            if not hasattr(message, "method") and message.status >= 200:
+                return message
+
+    def close(self):
+        self.sock.close()
+
+
+@contextlib.asynccontextmanager
+async def controller(agent, **kwargs):
+    peer = Controller(agent, **kwargs)
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+def pin(agent, name):
+    return agent.devices[name].output.pin.state
+
+
+def test_do_and_message_switch_the_light_for_an_allowed_user(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, controller(agent) as alice:
+            response = await alice.send("porch", b"on")
+            assert response.status == 200
+            assert response.get("content-type") == "application/json"
+            assert json.loads(response.body) == dict(json.loads(response.body),
+                                                     device="porch", state="on",
+                                                     brightness=100)
+            assert pin(agent, "porch") == 1.0
+            response = await alice.send("porch", b'{"state": "ON", "brightness": 40}',
+                                        content_type="application/json")
+            assert json.loads(response.body)["brightness"] == 40
+            assert pin(agent, "porch") == pytest.approx(0.4)
+            response = await alice.send("porch", b"off", method="MESSAGE")
+            assert (response.status, response.body) == (200, b"")  # RFC 3428: no body
+            assert pin(agent, "porch") == 0
+            response = await alice.send("hall", b"<dmp><command>ON</command></dmp>",
+                                        content_type="application/dmp")
+            assert (response.status, pin(agent, "hall")) == (200, 1)
+
+    run(body())
+
+
+def test_a_relay_pulses_and_falls_back(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, controller(agent) as alice:
+            response = await alice.send("strike", b"pulse")
+            assert json.loads(response.body)["state"] == "on"
+            assert pin(agent, "strike") == 1
+            assert await wait_until(lambda: pin(agent, "strike") == 0, timeout=2.0)
+
+    run(body())
+
+
+def test_nothing_moves_without_the_right_user(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent:
+            async with controller(agent) as anonymous:
+                response = await anonymous.send("porch", b"on", answer=False)
+                assert response.status == 401
+                assert response.get("www-authenticate").startswith("Digest ")
+            async with controller(agent, password="wrong") as mallory:
+                assert (await mallory.send("porch", b"on")).status == 401
+            async with controller(agent, user="guest", password="guest-pw") as guest:
+                assert (await guest.send("porch", b"on")).status == 403
+                assert (await guest.send("hall", b"on")).status == 200
+            assert pin(agent, "porch") == 0
+
+    run(body())
+
+
+def test_bad_requests_get_their_status_and_move_nothing(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, controller(agent) as alice:
+            for payload, content_type, status in (
+                (b"open sesame", "text/plain", 400),
+                (b"on" + b" " * 1100, "text/plain", 413),
+                (b"", "text/plain", 400),
+                (b"<p>on</p>", "text/html", 415),
+                (b"dim 50", "text/plain", 200),
+            ):
+                response = await alice.send("hall", payload, content_type=content_type)
+                if status == 200:  # hall is not dimmable: said so, and it stays off
+                    status = 400
+                    assert response.reason == "Hall is not dimmable; use on or off"
+                assert response.status == status, (payload, response.reason)
+            assert pin(agent, "hall") == 0
+
+    run(body())
+
+
+def test_watchers_of_a_light_hear_it_switch(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, controller(agent) as alice:
+            watcher = Watcher(agent)
+            try:
+                assert (await watcher.subscribe("porch")).status == 200
+                assert state_of(await watcher.notify())["state"] == "off"
+                await alice.send("porch", b"dim 30")
+                state = state_of(await watcher.notify())
+                assert (state["state"], state["brightness"], state["seq"]) == ("on", 30, 1)
+            finally:
+                watcher.close()
+
+    run(body())
