@@ -16,10 +16,13 @@ log = logging.getLogger(__name__)
 
 
 class Access:
-    def __init__(self, stack, users, realm, respond, algorithms=("SHA-256", "MD5")):
+    def __init__(self, stack, users, realm, respond, algorithms=("SHA-256", "MD5"),
+                 uri_for=None):
         """`users` are the config's [[users]]; `respond(event, status, reason, fields)`
-        answers a request and logs it; `algorithms` are offered in that order."""
+        answers a request and logs it; `algorithms` are offered in that order; `uri_for(name)`
+        is a device's address of record, which a client behind a proxy signs."""
         self.stack = stack
+        self.uri_for = uri_for
         self.users = {user.name: user for user in users}
         self.respond = respond
         self.server = DigestServer(realm, stack.endpoint.token,
@@ -27,7 +30,8 @@ class Access:
 
     def authorize(self, event, device):
         request = event.request
-        result = self.server.check(request, self.stack.now(), self._password)
+        targets = (self.uri_for(device),) if self.uri_for is not None else ()
+        result = self.server.check(request, self.stack.now(), self._password, targets)
         if result.ok:
             user = self.users[result.username]
             if device in user.devices:

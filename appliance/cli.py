@@ -15,6 +15,7 @@ from . import config as config_module
 from .control import ControlError, ControlServer
 from .control import request as control_request
 from .errors import ApplianceError
+from .redact import printable
 
 log = logging.getLogger("appliance")
 
@@ -78,6 +79,23 @@ def _parser():
     options.add_argument("uri", metavar="URI")
     _client_arguments(options)
     options.set_defaults(func=cmd_options)
+
+    do = commands.add_parser("do", help="control a device: send DO, print the new state")
+    do.add_argument("uri", metavar="URI")
+    do.add_argument("command", nargs="*", metavar="COMMAND",
+                    help="on, off, toggle, dim 0-100, pulse [SECONDS] or status "
+                         "(sent as text/plain)")
+    do.add_argument("--json", metavar="OBJECT",
+                    help='send this application/json instead, e.g. \'{"state": "ON"}\'')
+    _client_arguments(do)
+    do.set_defaults(func=cmd_do)
+
+    message = commands.add_parser("message", help="send a MESSAGE (text/plain) to a URI")
+    message.add_argument("uri", metavar="URI")
+    message.add_argument("text", nargs="+", metavar="TEXT",
+                         help="the words, joined by spaces (a device takes a command)")
+    _client_arguments(message)
+    message.set_defaults(func=cmd_message)
 
     subscribe = commands.add_parser(
         "subscribe", help="watch a device: one line per NOTIFY until interrupted")
@@ -319,6 +337,61 @@ def cmd_options(args):
     return _print_result(result, args.verbose)
 
 
+def cmd_do(args):
+    if args.json is not None:
+        if args.command:
+            raise ApplianceError("give a COMMAND or --json, not both")
+        try:
+            json.loads(args.json)
+        except ValueError as error:
+            raise ApplianceError("--json is not JSON: %s" % error) from None
+        content_type, text = "application/json", args.json
+    elif args.command:
+        content_type, text = "text/plain", " ".join(args.command)
+    else:
+        raise ApplianceError("give a COMMAND (on, off, toggle, dim 0-100, pulse [SECONDS], "
+                             "status) or --json OBJECT")
+    result = _send("DO", args, content_type, text)
+    status = _print_result(result, args.verbose, fields=("Accept",))
+    if status == 0 and not args.verbose:
+        line = _state_line(result.response)
+        if line:
+            print(line)
+    return status
+
+
+def cmd_message(args):
+    result = _send("MESSAGE", args, "text/plain", " ".join(args.text))
+    return _print_result(result, args.verbose, fields=("Accept",))
+
+
+def _send(method, args, content_type, text):
+    from .client import send_once
+
+    listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
+    return asyncio.run(send_once(
+        method, args.uri, from_uri=args.from_uri, proxy=args.proxy, timeout=args.timeout,
+        listen=listen, fields=[("Content-Type", content_type)], body=text.encode("utf-8"),
+        **_credentials(args)))
+
+
+def _state_line(response):
+    """`porch: on, brightness 40` from a DO's JSON state; None for another body."""
+    if (response.get("content-type") or "").split(";")[0].strip().lower() \
+            != "application/json":
+        return None
+    try:
+        state = json.loads(response.body.decode("utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(state, dict) or "state" not in state:
+        return None
+    line = "%s: %s" % (state.get("device", "state"), state["state"])
+    if isinstance(state.get("brightness"), int):
+        line += ", brightness %d" % state["brightness"]
+    return printable(line)
+
+
 def cmd_subscribe(args):
     from .watch import Watch
 
@@ -352,7 +425,11 @@ def _credentials(args):
     return {"username": args.user, "password": password}
 
 
-def _print_result(result, verbose):
+OPTIONS_FIELDS = ("Allow", "Accept", "Supported", "Allow-Events", "Server")
+
+
+def _print_result(result, verbose, fields=OPTIONS_FIELDS):
+    """The status line (and `fields`, or with `verbose` the whole response); 0 on 2xx."""
     response = result.response
     if response is None:
         print(result.error, file=sys.stderr)
@@ -360,11 +437,11 @@ def _print_result(result, verbose):
     if verbose:
         print(bytes(response).decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", "\n"))
     else:
-        print(response.start_line())
-        for name in ("Allow", "Accept", "Supported", "Allow-Events", "Server"):
+        print(printable(response.start_line()))
+        for name in fields:
             value = response.get(name)
             if value:
-                print("%s: %s" % (name, value))
+                print("%s: %s" % (name, printable(value)))
     return 0 if 200 <= response.status < 300 else 1
 
 

@@ -51,8 +51,9 @@ Rules:
   right answer on it still passes, for a client that asked its user again. Other failures
   get a fresh challenge.
 - An unknown user costs the same hashing as a known one, and gets the same answer.
-- The digest-uri must equal the Request-URI: as text, or as URIs under RFC 3261 section
-  19.1.4. The opaque, when sent with a nonce of ours, must be ours.
+- The digest-uri must equal the Request-URI (or one of the `targets` the caller names: the
+  address of record a proxy retargeted to the Contact): as text, or as URIs under RFC 3261
+  section 19.1.4. The opaque, when sent with a nonce of ours, must be ours.
 - Responses are compared with `constant_time_equal`. Reasons are fixed phrases for the
   log: no password, expected response or peer-supplied text is ever in one (the claimed
   user name is in `AuthResult.username`; log it with %r). They are not meant for the wire:
@@ -191,10 +192,11 @@ class DigestServer:
 
     # -- checking ----------------------------------------------------------------------
 
-    def check(self, request, now, credentials):
+    def check(self, request, now, credentials, targets=()):
         """Check the request's credentials for our realm; `credentials(username)` returns
-        the user's password, or None for an unknown user. Returns an AuthResult; bad input
-        from the peer never raises."""
+        the user's password, or None for an unknown user. `targets` are URIs the client may
+        have addressed besides the Request-URI (the address of record a proxy retargeted
+        to us). Returns an AuthResult; bad input from the peer never raises."""
         params = None
         malformed = False
         other_realm = False
@@ -216,7 +218,7 @@ class DigestServer:
             return AuthResult(MISSING, None, "No credentials")
 
         username = params.get("username")
-        reason = self._malformed(params, request)
+        reason = self._malformed(params, request, targets)
         if reason is not None:
             return self._refuse(params.get("nonce"), username, reason, now)
         nonce = params["nonce"]
@@ -245,7 +247,7 @@ class DigestServer:
         entry.nc = nc
         return AuthResult(OK, username)
 
-    def _malformed(self, params, request):
+    def _malformed(self, params, request, targets):
         """Why well-formed credentials for our realm cannot be checked, or None."""
         for name in _REQUIRED:
             if not params.get(name):
@@ -259,7 +261,7 @@ class DigestServer:
             return "Malformed nonce count"
         if not params.get("cnonce"):
             return "Missing digest parameter cnonce"
-        if not _same_uri(params["uri"], request.uri_text):
+        if not any(_same_uri(params["uri"], uri) for uri in [request.uri_text] + list(targets)):
             return "Digest URI does not match the Request-URI"
         return None
 

@@ -143,7 +143,9 @@ class DigestClient:
     def __init__(self, credentials, token):
         self.credentials = credentials
         self.token = token
-        self._realms = {}  # realm -> _RealmState
+        # (proxy?, realm) -> _RealmState: a proxy (407) and the UAS behind it (401) may
+        # name the same realm, as a home's proxy and its devices often do.
+        self._realms = {}
 
     def challenged(self, response):
         """Take the challenges of a 401/407. False when retrying cannot help: no
@@ -153,27 +155,29 @@ class DigestClient:
         for challenge in challenges_of(response):
             if self.credentials(challenge.realm) is None:
                 continue
-            best = usable.get(challenge.realm)
+            key = (challenge.proxy, challenge.realm)
+            best = usable.get(key)
             if best is None or _STRENGTH[challenge.algorithm] > _STRENGTH[best.algorithm]:
-                usable[challenge.realm] = challenge
+                usable[key] = challenge
         if not usable:
             return False
         retry = False
-        for realm, challenge in usable.items():
-            state = self._realms.get(realm)
+        for key, challenge in usable.items():
+            state = self._realms.get(key)
             if state is not None and state.challenge.nonce == challenge.nonce \
                     and not challenge.stale:
                 continue  # our answer to this very nonce was refused
-            self._realms[realm] = _RealmState(challenge)
+            self._realms[key] = _RealmState(challenge)
             retry = True
         return retry
 
     def forget(self, realm=None):
-        """Drop the cached challenge of a realm (or of all)."""
+        """Drop the cached challenges of a realm (or of all)."""
         if realm is None:
             self._realms = {}
         else:
-            self._realms.pop(realm, None)
+            for key in [key for key in self._realms if key[1] == realm]:
+                del self._realms[key]
 
     def authorize(self, request):
         """Add Authorization / Proxy-Authorization for every realm with a cached challenge
@@ -181,7 +185,7 @@ class DigestClient:
         request.remove("authorization")
         request.remove("proxy-authorization")
         added = 0
-        for realm, state in self._realms.items():
+        for (_, realm), state in self._realms.items():
             credentials = self.credentials(realm)
             if credentials is None:
                 continue

@@ -120,6 +120,17 @@ class TestClient(unittest.TestCase):
         self.assertTrue(ok)
         self.assertEqual(params["opaque"], "xyz")
 
+    def test_a_proxy_and_the_device_behind_it_in_one_realm_both_get_answers(self):
+        # The home proxy (407) and the light behind it (401) both say realm "home".
+        self.assertTrue(self.client.challenged(challenge_response(
+            407, 'Digest realm="home", nonce="p1", qop="auth"')))
+        self.assertTrue(self.client.challenged(challenge_response(
+            401, 'Digest realm="home", nonce="d1", qop="auth"')))
+        request = register()
+        self.assertEqual(self.client.authorize(request), 2)
+        self.assertEqual(parse_credentials(request.get("proxy-authorization"))["nonce"], "p1")
+        self.assertEqual(parse_credentials(request.get("authorization"))["nonce"], "d1")
+
     def test_without_qop_the_rfc2069_form_is_used(self):
         self.client.challenged(challenge_response(401, 'Digest realm="home", nonce="n1"'))
         request = register()
