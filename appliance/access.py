@@ -4,15 +4,24 @@ devices it names, proven by digest authentication (sip/auth.py).
 `authorize(event, device)` is the one check every request to a device passes before the
 device does anything: it returns the user name, or None after answering the request itself
 (401 with a challenge; 403 for a user the device is not shared with, or one that keeps
-sending a wrong password). No password, digest or Authorization header is ever logged.
+sending a wrong password; 503 with Retry-After for a source that failed MAX_FAILURES times
+within a minute). No password, digest or Authorization header is ever logged.
 """
 
+import collections
 import logging
 
 from .redact import printable
 from .sip.auth import MISSING, DigestServer
 
 log = logging.getLogger(__name__)
+
+# A source that fails this often within FAILURE_WINDOW seconds gets 503 with Retry-After
+# until the window ends, without its credentials being checked: guessing slows to a crawl,
+# and other sources carry on.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 60.0
+MAX_SOURCES = 1024  # sources remembered at once (the oldest forgotten first)
 
 
 class Access:
@@ -27,12 +36,24 @@ class Access:
         self.respond = respond
         self.server = DigestServer(realm, stack.endpoint.token,
                                    algorithms=tuple(name.upper() for name in algorithms))
+        self._failures = collections.OrderedDict()  # source address -> (count, since)
 
     def authorize(self, event, device):
         request = event.request
+        source = event.source[1]
+        now = self.stack.now() / 1000.0
+        count, since = self._failures.get(source, (0, now))
+        if now - since >= FAILURE_WINDOW:
+            count, since = 0, now
+        if count >= MAX_FAILURES:
+            wait = max(1, int(since + FAILURE_WINDOW - now + 0.999))
+            self.respond(event, 503, "Too Many Failed Attempts",
+                         [("Retry-After", wait)])
+            return None
         targets = (self.uri_for(device),) if self.uri_for is not None else ()
         result = self.server.check(request, self.stack.now(), self._password, targets)
         if result.ok:
+            self._failures.pop(source, None)
             user = self.users[result.username]
             if device in user.devices:
                 return user.name
@@ -42,10 +63,20 @@ class Access:
             return None
         if result.outcome != MISSING:
             log.warning("%s to %s from %s refused: %s (user %r)", request.method, device,
-                        event.source[1], result.reason, printable(result.username or ""))
+                        source, result.reason, printable(result.username or ""))
+            self._failed(source, count + 1, since)
         status, name, values = self.server.rejection(result, self.stack.now())
         self.respond(event, status, None, [(name, value) for value in values])
         return None
+
+    def _failed(self, source, count, since):
+        self._failures.pop(source, None)
+        self._failures[source] = (count, since)
+        if count == MAX_FAILURES:
+            log.warning("%s: %d failed attempts; refusing it for %.0f s", source, count,
+                        FAILURE_WINDOW)
+        while len(self._failures) > MAX_SOURCES:
+            self._failures.popitem(last=False)
 
     def _password(self, username):
         user = self.users.get(username)

@@ -122,10 +122,11 @@ class Controller:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, agent, user="alice", password="alice-pw"):
+    def __init__(self, agent, user="alice", password="alice-pw", host="127.0.0.1"):
         self.agent_port = agent.stack.bound[0][2]
+        self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
         self.port = self.sock.getsockname()[1]
         self.loop = asyncio.get_running_loop()
@@ -136,12 +137,12 @@ class Controller:
         call_id = "control-%d" % next(self._numbers)
         for _ in range(2):
             self.cseq += 1
-            fields = [("Via", "SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK%s%d;rport"
-                       % (self.port, call_id, self.cseq))]
+            fields = [("Via", "SIP/2.0/UDP %s:%d;branch=z9hG4bK%s%d;rport"
+                       % (self.host, self.port, call_id, self.cseq))]
             if content_type:
                 fields.append(("Content-Type", content_type))
             request = make_request(method, "sip:%s@127.0.0.1:%d" % (device, self.agent_port),
-                                   "sip:alice@127.0.0.1:%d" % self.port, "ctag", call_id,
+                                   "sip:alice@%s:%d" % (self.host, self.port), "ctag", call_id,
                                    self.cseq, fields=fields, body=body)
             self.digest.authorize(request)
             await self.loop.sock_sendto(self.sock, request.to_bytes(),
@@ -261,5 +262,26 @@ def test_watchers_of_a_light_hear_it_switch(tmp_path):
                 assert (state["state"], state["brightness"], state["seq"]) == ("on", 30, 1)
             finally:
                 watcher.close()
+
+    run(body())
+
+
+def test_a_source_that_keeps_failing_is_slowed_and_others_are_not(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent:
+            async with controller(agent, password="wrong") as mallory:
+                statuses = [(await mallory.send("porch", b"on")).status for _ in range(7)]
+            # Five refusals (401, then 403 for the same refused nonce again), then 503 with
+            # Retry-After, without a look at the credentials.
+            assert statuses[0] == 401 and set(statuses[1:5]) == {403}, statuses
+            assert statuses[5:] == [503, 503], statuses
+            async with controller(agent, password="wrong") as again:
+                response = await again.send("porch", b"on", answer=False)
+                assert response.status == 503
+                assert 1 <= int(response.get("retry-after")) <= 60
+            assert pin(agent, "porch") == 0
+            # Another source is not held up by that one's failures.
+            async with controller(agent, host="127.0.0.2") as alice:
+                assert (await alice.send("porch", b"on")).status == 200
 
     run(body())
