@@ -5,10 +5,12 @@ devices it names, proven by digest authentication (sip/auth.py).
 device does anything: it returns the user name, or None after answering the request itself
 (401 with a challenge; 403 for a user the device is not shared with, or one that keeps
 sending a wrong password; 503 with Retry-After for a source that failed MAX_FAILURES times
-within a minute). No password, digest or Authorization header is ever logged.
+within a minute). A source in `[agent] trust` (networks of the home's own; none by default)
+skips the challenge. No password, digest or Authorization header is ever logged.
 """
 
 import collections
+import ipaddress
 import logging
 
 from .redact import printable
@@ -26,12 +28,13 @@ MAX_SOURCES = 1024  # sources remembered at once (the oldest forgotten first)
 
 class Access:
     def __init__(self, stack, users, realm, respond, algorithms=("SHA-256", "MD5"),
-                 uri_for=None):
+                 uri_for=None, trust=()):
         """`users` are the config's [[users]]; `respond(event, status, reason, fields)`
         answers a request and logs it; `algorithms` are offered in that order; `uri_for(name)`
         is a device's address of record, which a client behind a proxy signs."""
         self.stack = stack
         self.uri_for = uri_for
+        self.trust = [ipaddress.ip_network(network) for network in trust]
         self.users = {user.name: user for user in users}
         self.respond = respond
         self.server = DigestServer(realm, stack.endpoint.token,
@@ -41,6 +44,8 @@ class Access:
     def authorize(self, event, device):
         request = event.request
         source = event.source[1]
+        if self.trust and self._trusted(source):
+            return "trusted " + source
         now = self.stack.now() / 1000.0
         count, since = self._failures.get(source, (0, now))
         if now - since >= FAILURE_WINDOW:
@@ -77,6 +82,13 @@ class Access:
                         FAILURE_WINDOW)
         while len(self._failures) > MAX_SOURCES:
             self._failures.popitem(last=False)
+
+    def _trusted(self, source):
+        try:
+            address = ipaddress.ip_address(source.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.trust)
 
     def _password(self, username):
         user = self.users.get(username)

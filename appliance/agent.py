@@ -72,7 +72,8 @@ class Agent:
             self.stack.closed_handler = self.registrations.connection_closed
         self.access = Access(self.stack, config.users, config.agent.domain
                              or config.agent.name, self._respond,
-                             config.agent.digest_algorithms, self.device_uri)
+                             config.agent.digest_algorithms, self.device_uri,
+                             config.agent.trust)
         self.notifier = Notifier(self.stack, self.devices, self.access, self._respond,
                                  self.contact_for, self.device_uri)
         self.alerts = Alerts(self.stack, [d for d in config.devices if d.name in self.devices],

@@ -39,6 +39,7 @@ from appliance.config_values import (
     _List,
     _Listen,
     _name,
+    _Network,
     _Number,
     _parse_listen,
     _Password,
@@ -158,6 +159,9 @@ class AgentConfig:
                           factory=default_state_dir)
     simulate: bool = _key(_Bool(), False)
     log_level: str = _key(_Choice("log level", "debug", "info", "warning", "error"), "info")
+    # Source networks whose requests control and watch every device without a challenge:
+    # off by default; only a LAN of the home's own may be listed.
+    trust: tuple[str, ...] = _key(_List(_Network(), '"192.168.1.0/24"'), ())
     # Offered to [[users]], in order of preference (RFC 8760); some clients (SIPp, older
     # phones) answer only the first challenge they are given: put "MD5" first for them.
     digest_algorithms: tuple[str, ...] = _key(

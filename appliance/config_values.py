@@ -258,6 +258,23 @@ class _HostPort(_Type):
         return f"{uri.host}:{uri.port or self.default_port}" if self.default_port else uri.host
 
 
+class _Network(_Type):
+    """A network of the home's own (private, loopback or link-local), e.g. 192.168.1.0/24."""
+
+    def __init__(self) -> None:
+        super().__init__('e.g. "192.168.1.0/24"')
+
+    def check(self, value: str, base_dir: str) -> Any:
+        try:
+            network = ipaddress.ip_network(super().check(value, base_dir), strict=False)
+        except ValueError:
+            raise _Invalid(f"{_q(value)} is not a network; {self.example}") from None
+        if not (network.is_private or network.is_loopback or network.is_link_local):
+            raise _Invalid(f"{_q(value)} is not a network of the home's own; trust only a "
+                           "LAN, e.g. \"192.168.1.0/24\"")
+        return str(network)
+
+
 class _Listen(_Type):
     accepts = (str, ListenSpec)
     expected = "a listen spec string"

@@ -11,7 +11,7 @@ import pytest
 
 from appliance.agent import Agent
 from appliance.commands import Command, CommandError, parse
-from appliance.config import load
+from appliance.config import ConfigError, load
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, parse_message
 
@@ -285,3 +285,34 @@ def test_a_source_that_keeps_failing_is_slowed_and_others_are_not(tmp_path):
                 assert (await alice.send("porch", b"on")).status == 200
 
     run(body())
+
+
+def test_a_trusted_lan_skips_the_challenge_and_nothing_else_does(tmp_path):
+    async def body():
+        text = HOME.replace('name = "test-home"\n',
+                            'name = "test-home"\ntrust = ["127.0.0.2/32"]\n')
+        path = tmp_path / "home.toml"
+        path.write_text(text.format(control=short_dir(tmp_path) + "/control.sock"))
+        agent = Agent(load(str(path), environ={}))
+        await agent.start()
+        try:
+            async with controller(agent, user="nobody", password="-",
+                                  host="127.0.0.2") as lan:
+                response = await lan.send("porch", b"on", answer=False)
+                assert response.status == 200
+                assert pin(agent, "porch") == 1.0
+            async with controller(agent, user="nobody", password="-") as other:
+                assert (await other.send("porch", b"off", answer=False)).status == 401
+                assert pin(agent, "porch") == 1.0
+        finally:
+            await agent.close()
+
+    run(body())
+
+
+def test_only_a_home_network_may_be_trusted(tmp_path):
+    path = tmp_path / "home.toml"
+    path.write_text('[agent]\ntrust = ["8.8.8.0/24"]\n')
+    with pytest.raises(ConfigError) as refused:
+        load(str(path), environ={})
+    assert 'agent.trust[0]: "8.8.8.0/24" is not a network of the home' in str(refused.value)
