@@ -76,6 +76,7 @@ class Agent:
                              config.agent.trust)
         self.notifier = Notifier(self.stack, self.devices, self.access, self._respond,
                                  self.contact_for, self.device_uri)
+        self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
         self.alerts = Alerts(self.stack, [d for d in config.devices if d.name in self.devices],
                              self.device_uri, config.proxy, self.registrations)
         self.nat = None
@@ -228,6 +229,8 @@ class Agent:
             self._respond(event, 200, fields=(("Content-Type", commands.JSON),), body=body)
         else:
             self._respond(event, 200)
+            if self._replies.get(device.name):
+                self.alerts.reply(device.name, str(request.from_.uri), status)
 
     def _capability_fields(self):
         fields = [

@@ -46,8 +46,17 @@ MAX_QUEUE = 50  # alerts kept per target
 MAX_CHALLENGES = 2  # 401/407 answered per attempt
 CLOSE_WAIT = 1.0  # seconds a stop waits for MESSAGEs already sent
 CONTENT_TYPE = "text/plain;charset=UTF-8"
+MAX_TARGETS = 64  # notify targets and reply recipients at once
 _RETRIED = (408, 429, 480)  # with 5xx, 401 and 407: worth sending again later
 _VERBS = {"open": "opened", "closed": "closed", "press": "rang"}
+
+
+def state_text(name, status):
+    """"Porch is on, brightness 40": a light's or relay's state for a person."""
+    text = "%s is %s" % (device_label(name), status["state"])
+    if status.get("brightness") is not None and status["state"] == "on":
+        text += ", brightness %d" % status["brightness"]
+    return text
 
 
 def device_label(name):
@@ -132,10 +141,11 @@ class Alerts:
         self._digests = {}  # device name -> DigestClient (with a proxy)
         for device in devices:
             uris = tuple(getattr(device, "notify", ()) or ())
-            if not uris:
+            if not uris and not getattr(device, "reply", False):
                 continue
-            self.notify[device.name] = [self.targets.setdefault(uri, _Target(uri))
-                                        for uri in dict.fromkeys(uris)]
+            if uris:
+                self.notify[device.name] = [self.targets.setdefault(uri, _Target(uri))
+                                            for uri in dict.fromkeys(uris)]
             if proxy is not None:
                 username = device.username or proxy.username
                 password = (device.password or proxy.password).reveal()
@@ -163,6 +173,22 @@ class Alerts:
                           endpoint.new_tag())
             self._enqueue(target, alert)
             self._pump(target)
+
+    def reply(self, name, uri, status):
+        """A MESSAGE to `uri` (who just sent device `name` a command) with its state now,
+        e.g. "Porch is on, brightness 40"; queued and retried like an alert."""
+        if self._loop is None or self._closing:
+            return
+        target = self.targets.get(uri)
+        if target is None:
+            if len(self.targets) >= MAX_TARGETS:
+                log.warning("no reply to %s: already %d targets", uri, len(self.targets))
+                return
+            target = self.targets[uri] = _Target(uri)
+        endpoint = self.stack.endpoint
+        self._enqueue(target, Alert(name, state_text(name, status), self._from_uri(name),
+                                    endpoint.new_call_id(), endpoint.new_tag()))
+        self._pump(target)
 
     def handle(self, event):
         """A client transaction event; True when it belongs to one of our MESSAGEs."""

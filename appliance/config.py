@@ -243,6 +243,7 @@ class LightDevice(Device):
     pin: int | None = _key(_PIN, required=_PIN_REQUIRED)
     dimmable: bool = _key(_Bool(), False)
     initial: str = _key(_ON_OFF, "off")
+    reply: bool = _key(_Bool(), False)  # a MESSAGE back with the state after a MESSAGE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +253,7 @@ class RelayDevice(Device):
     active_high: bool = _key(_Bool(), True)
     pulse: float | None = _key(_PERIOD)  # seconds a `pulse` command keeps it on
     initial: str = _key(_ON_OFF, "off")
+    reply: bool = _key(_Bool(), False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ from appliance.agent import Agent
 from appliance.commands import Command, CommandError, parse
 from appliance.config import ConfigError, load
 from appliance.sip.digest import DigestClient
-from appliance.sip.message import make_request, parse_message
+from appliance.sip.message import make_request, make_response, parse_message
 
 from .support import REPLY_WAIT, run, short_dir, wait_until
 from .test_notifier import Watcher, state_of
@@ -91,6 +91,7 @@ name = "porch"
 type = "light"
 pin = 22
 dimmable = true
+reply = true
 
 [[devices]]
 name = "hall"
@@ -132,6 +133,7 @@ class Controller:
         self.loop = asyncio.get_running_loop()
         self.digest = DigestClient(lambda realm: (user, password), lambda n: "ab" * (n // 2))
         self.cseq = 0
+        self.requests = []
 
     async def send(self, device, body, method="DO", content_type="text/plain", answer=True):
         call_id = "control-%d" % next(self._numbers)
@@ -158,8 +160,23 @@ class Controller:
             data, _ = await asyncio.wait_for(self.loop.sock_recvfrom(self.sock, 65535),
                                              REPLY_WAIT)
             message = parse_message(data)
-            if not hasattr(message, "method") and message.status >= 200:
+            if hasattr(message, "method"):
+                self.requests.append(message)
+            elif message.status >= 200:
                 return message
+
+    async def request(self):
+        """The next request sent to us (a reply MESSAGE), answered 200."""
+        while not self.requests:
+            data, _ = await asyncio.wait_for(self.loop.sock_recvfrom(self.sock, 65535),
+                                             REPLY_WAIT)
+            message = parse_message(data)
+            if hasattr(message, "method"):
+                self.requests.append(message)
+        request = self.requests.pop(0)
+        await self.loop.sock_sendto(self.sock, make_response(request, 200).to_bytes(),
+                                    ("127.0.0.1", self.agent_port))
+        return request
 
     def close(self):
         self.sock.close()
@@ -316,3 +333,21 @@ def test_only_a_home_network_may_be_trusted(tmp_path):
     with pytest.raises(ConfigError) as refused:
         load(str(path), environ={})
     assert 'agent.trust[0]: "8.8.8.0/24" is not a network of the home' in str(refused.value)
+
+
+def test_a_light_with_reply_answers_a_message_with_its_state(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, controller(agent) as alice:
+            response = await alice.send("porch", b"dim 40", method="MESSAGE")
+            assert (response.status, response.body) == (200, b"")
+            reply = await alice.request()
+            assert reply.method == "MESSAGE"
+            assert reply.body == b"Porch is on, brightness 40"
+            assert str(reply.from_.uri) == "sip:porch@home.arpa"
+            # A DO carries the state in its 200: no MESSAGE for it; hall has no reply.
+            await alice.send("porch", b"off")
+            await alice.send("hall", b"on", method="MESSAGE")
+            with pytest.raises(TimeoutError):
+                await alice.request()
+
+    run(body())
