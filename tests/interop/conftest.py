@@ -192,7 +192,12 @@ def running_home(config_text, prefix="siphome-"):
         config = Path(workdir, "home.toml")
         config.write_text(config_text)
         running = _start_agent(workdir, ["-c", str(config)])
-        yield running
+        try:
+            yield running
+        except BaseException:
+            running.process.kill()  # the test failed: no clean-stop check, no leftover
+            running.process.wait(5)
+            raise
         _stop(running)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
