@@ -3,6 +3,7 @@ that does not use the core's parser (so the core is not checked against itself),
 waits. Nothing here stands in for our own code."""
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -141,3 +142,20 @@ def clean_env():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env, root
+
+
+@contextlib.asynccontextmanager
+async def agent_from(tmp_path, config_text):
+    """A started Agent with the TOML `config_text` ("{control}" stands for a control
+    socket path short enough for a UNIX socket), closed on the way out."""
+    from appliance.agent import Agent
+    from appliance.config import load
+
+    path = tmp_path / "home.toml"
+    path.write_text(config_text.replace("{control}", short_dir(tmp_path) + "/control.sock"))
+    agent = Agent(load(str(path), environ={}))
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.close()

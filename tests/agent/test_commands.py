@@ -9,13 +9,12 @@ import socket
 
 import pytest
 
-from appliance.agent import Agent
 from appliance.commands import Command, CommandError, parse
 from appliance.config import ConfigError, load
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, make_response, parse_message
 
-from .support import REPLY_WAIT, run, short_dir, wait_until
+from .support import REPLY_WAIT, agent_from, run, wait_until
 from .test_notifier import Watcher, state_of
 
 # -- the language ----------------------------------------------------------------------
@@ -106,16 +105,8 @@ pulse = 0.3
 """
 
 
-@contextlib.asynccontextmanager
-async def home(tmp_path):
-    path = tmp_path / "home.toml"
-    path.write_text(HOME.format(control=short_dir(tmp_path) + "/control.sock"))
-    agent = Agent(load(str(path), environ={}))
-    await agent.start()
-    try:
-        yield agent
-    finally:
-        await agent.close()
+def home(tmp_path):
+    return agent_from(tmp_path, HOME)
 
 
 class Controller:
@@ -308,11 +299,7 @@ def test_a_trusted_lan_skips_the_challenge_and_nothing_else_does(tmp_path):
     async def body():
         text = HOME.replace('name = "test-home"\n',
                             'name = "test-home"\ntrust = ["127.0.0.2/32"]\n')
-        path = tmp_path / "home.toml"
-        path.write_text(text.format(control=short_dir(tmp_path) + "/control.sock"))
-        agent = Agent(load(str(path), environ={}))
-        await agent.start()
-        try:
+        async with agent_from(tmp_path, text) as agent:
             async with controller(agent, user="nobody", password="-",
                                   host="127.0.0.2") as lan:
                 response = await lan.send("porch", b"on", answer=False)
@@ -321,8 +308,6 @@ def test_a_trusted_lan_skips_the_challenge_and_nothing_else_does(tmp_path):
             async with controller(agent, user="nobody", password="-") as other:
                 assert (await other.send("porch", b"off", answer=False)).status == 401
                 assert pin(agent, "porch") == 1.0
-        finally:
-            await agent.close()
 
     run(body())
 

@@ -17,13 +17,11 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from appliance.agent import Agent
-from appliance.config import load
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, make_response, parse_message
 from appliance.sip.transaction import TimerValues
 
-from .support import REPLY_WAIT, run, short_dir, wait_until
+from .support import REPLY_WAIT, agent_from, run, wait_until
 
 HOME = """
 [agent]
@@ -56,16 +54,8 @@ pin = 27
 PIDF = "{urn:ietf:params:xml:ns:pidf}"
 
 
-@contextlib.asynccontextmanager
-async def home(tmp_path):
-    path = tmp_path / "home.toml"
-    path.write_text(HOME.format(control=short_dir(tmp_path) + "/control.sock"))
-    agent = Agent(load(str(path), environ={}))
-    await agent.start()
-    try:
-        yield agent
-    finally:
-        await agent.close()
+def home(tmp_path):
+    return agent_from(tmp_path, HOME)
 
 
 def port_of(agent):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .peers import HOST, Coturn, Kamailio, PeerMissing, free_port
+from .peers import HOST, Baresip, Coturn, Kamailio, PeerMissing, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_TIMEOUT = 15.0  # seconds for `appliance run` to print its banner
@@ -77,6 +77,14 @@ def sipp_server(sipp_binary, scenario, host, port, prefix=(), messages=None):
     finally:
         process.kill()
         process.wait(5)
+
+
+def start_baresip(workdir, account, contact):
+    """baresip to use in `with`: a failure in CI when it is not installed."""
+    try:
+        return Baresip(workdir, account, contact)
+    except PeerMissing as missing:
+        peer_unavailable("baresip", str(missing).rpartition("; ")[2])
 
 
 def _agent_env():

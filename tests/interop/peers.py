@@ -8,6 +8,7 @@ failure in CI.
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -183,3 +184,41 @@ class Coturn(_Peer):
     def address(self):
         return "%s:%d" % (self.host, self.port)
 
+
+class Baresip(_Peer):
+    """baresip, a stock softphone, headless: one account, one contact, the modules it needs
+    (presence for buddies, stdio for commands on its stdin: `command("/message on")`).
+    `shown()` is what it printed, colours stripped."""
+
+    MODULES = ("stdio", "account", "contact", "menu", "presence", "g711")
+
+    def __init__(self, workdir, account, contact):
+        self.binary = shutil.which("baresip")
+        if self.binary is None:
+            raise PeerMissing("baresip is not installed; apt-get install baresip-core")
+        self.workdir = Path(workdir)
+        self.account = account
+        self.contact = contact
+        self.process = None
+        self.log_path = self.workdir / "baresip.out"
+
+    def __enter__(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        modules = "".join("module %s.so\n" % name for name in self.MODULES)
+        (self.workdir / "config").write_text(
+            "sip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n" + modules
+            + "audio_player aubridge,nil\naudio_source aubridge,nil\n")
+        (self.workdir / "accounts").write_text(self.account + "\n")
+        (self.workdir / "contacts").write_text(self.contact + "\n")
+        with open(self.log_path, "wb") as out:
+            self.process = subprocess.Popen(
+                [self.binary, "-f", str(self.workdir)], stdin=subprocess.PIPE, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def command(self, line):
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def shown(self):
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.log())

@@ -3,13 +3,12 @@ and goes off, a wrong password and an unknown command exit 1 with the status lin
 stock softphone (baresip) switches the light on with an authenticated MESSAGE."""
 
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import ROOT, _agent_env, peer_unavailable, running_home, wait_for
+from .conftest import ROOT, _agent_env, running_home, start_baresip, wait_for
 
 HOME = """
 [agent]
@@ -112,54 +111,21 @@ def test_a_wrong_password_and_an_unknown_command_exit_1(home):
     assert "needs both --user and --password" in half.stderr
 
 
-BARESIP_CONFIG = """\
-sip_listen 127.0.0.1:0
-module_path /usr/lib/baresip/modules
-module stdio.so
-module account.so
-module contact.so
-module menu.so
-module g711.so
-audio_player aubridge,nil
-audio_source aubridge,nil
-"""
-
-
 def test_baresip_switches_the_light_on_with_a_message(home, tmp_path):
     # A stock softphone's chat: baresip sends MESSAGE "on" (text/plain) to its current
     # contact, answers the digest challenge with the account's auth_pass, and the pin goes
     # high before the 200.
-    binary = shutil.which("baresip")
-    if binary is None:
-        peer_unavailable("baresip", "apt-get install baresip-core")
     agent = home
     assert porch(agent)["state"] == "off"
-    (tmp_path / "config").write_text(BARESIP_CONFIG)
-    (tmp_path / "accounts").write_text("<sip:alice@127.0.0.1>;auth_pass=alice-pw;regint=0\n")
-    (tmp_path / "contacts").write_text('"Porch" <sip:porch@%s>\n' % agent.address)
-    output = tmp_path / "baresip.out"
-    with open(output, "wb") as out:
-        baresip = subprocess.Popen([binary, "-f", str(tmp_path)], stdin=subprocess.PIPE,
-                                   stdout=out, stderr=subprocess.STDOUT)
-
-    def shown():
-        return re.sub(r"\x1b\[[0-9;]*m", "", output.read_text(errors="replace"))
-
-    try:
-        assert wait_for(lambda: "Populated 1 contact" in shown()), shown()
-        assert baresip.stdin is not None
+    with start_baresip(tmp_path, "<sip:alice@127.0.0.1>;auth_pass=alice-pw;regint=0",
+                       '"Porch" <sip:porch@%s>' % agent.address) as baresip:
+        assert wait_for(lambda: "Populated 1 contact" in baresip.shown()), baresip.shown()
         # The first contact becomes the current one; then chat to it.
-        baresip.stdin.write(b"/contact_next\n/message on\n")
-        baresip.stdin.flush()
+        baresip.command("/contact_next")
+        baresip.command("/message on")
         assert wait_for(lambda: "porch: on by alice -> on" in agent.log()), (
-            agent.log() + shown())
-        assert porch(agent)["state"] == "on"
-        log = agent.log()
-        assert re.search(r"MESSAGE sip:porch@\S+ from \S+ -> 401 Unauthorized", log), log
-        assert re.search(r"MESSAGE sip:porch@\S+ from \S+ -> 200 OK", log), log
-    finally:
-        baresip.terminate()
-        try:
-            baresip.wait(10)
-        except subprocess.TimeoutExpired:
-            baresip.kill()
+            agent.log() + baresip.shown())
+    assert porch(agent)["state"] == "on"
+    log = agent.log()
+    assert re.search(r"MESSAGE sip:porch@\S+ from \S+ -> 401 Unauthorized", log), log
+    assert re.search(r"MESSAGE sip:porch@\S+ from \S+ -> 200 OK", log), log

@@ -1,14 +1,12 @@
 """Door watchers (RFC 6665) against a running `appliance run`: SIPp subscribes as a user,
 sees the door open through `appliance sim`, refreshes and unsubscribes."""
 
-import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import ROOT, _agent_env, peer_unavailable, running_home, wait_for
+from .conftest import ROOT, _agent_env, running_home, start_baresip, wait_for
 from .test_sipp import SippResult, sipp_command
 
 
@@ -106,55 +104,21 @@ def test_a_watcher_sees_the_door_open_refreshes_and_unsubscribes(sipp_binary, ho
         sim(agent, "frontdoor", "closed")
 
 
-BARESIP_CONFIG = """\
-sip_listen 127.0.0.1:0
-module_path /usr/lib/baresip/modules
-module stdio.so
-module account.so
-module contact.so
-module menu.so
-module presence.so
-module g711.so
-audio_player aubridge,nil
-audio_source aubridge,nil
-"""
-
-
 def test_baresip_watches_the_door_as_a_buddy(home, tmp_path):
     # A stock softphone: baresip's presence module subscribes to a contact marked
     # presence=p2p and shows it Online while the door is open (PIDF basic "open").
-    binary = shutil.which("baresip")
-    if binary is None:
-        peer_unavailable("baresip", "apt-get install baresip-core")
     agent = home
-    (tmp_path / "config").write_text(BARESIP_CONFIG)
-    (tmp_path / "accounts").write_text("<sip:demo@127.0.0.1>;auth_pass=demo;regint=0\n")
-    (tmp_path / "contacts").write_text(
-        '"Door" <sip:frontdoor@%s>;presence=p2p\n' % agent.address)
-    output = tmp_path / "baresip.out"
-    with open(output, "wb") as out:
-        baresip = subprocess.Popen([binary, "-f", str(tmp_path)], stdin=subprocess.PIPE,
-                                   stdout=out, stderr=subprocess.STDOUT)
-
-    def shown():
-        return re.sub(r"\x1b\[[0-9;]*m", "", output.read_text(errors="replace"))
-
-    try:
+    with start_baresip(tmp_path, "<sip:demo@127.0.0.1>;auth_pass=demo;regint=0",
+                       '"Door" <sip:frontdoor@%s>;presence=p2p' % agent.address) as baresip:
         assert wait_for(lambda: "demo subscribed to frontdoor (presence)" in agent.log()), (
-            agent.log() + shown())
+            agent.log() + baresip.shown())
         sim(agent, "frontdoor", "open")
         door = "<sip:frontdoor@%s>" % agent.address
         assert wait_for(lambda: "%s changed status from Offline to Online" % door
-                        in shown()), shown()
+                        in baresip.shown()), baresip.shown()
         sim(agent, "frontdoor", "closed")
         assert wait_for(lambda: "%s changed status from Online to Offline" % door
-                        in shown()), shown()
-    finally:
-        baresip.terminate()
-        try:
-            baresip.wait(10)
-        except subprocess.TimeoutExpired:
-            baresip.kill()
+                        in baresip.shown()), baresip.shown()
     # It unsubscribed on the way out.
     assert wait_for(lambda: "demo unsubscribed from frontdoor (presence)" in agent.log())
 
