@@ -19,7 +19,7 @@ from .devices.build import pin_factory_for
 from .devices.outputs import Output
 from .instance import instance_id
 from .nat import NatProbe
-from .net.stack import SipStack
+from .net.stack import SipStack, format_address
 from .notifier import Notifier
 from .redact import mask_uri_passwords, printable, printable_message
 from .registrations import Registrations
@@ -317,12 +317,7 @@ class Agent:
 
 
 def _peer(source):
-    if source is None:
-        return "?"
-    transport, host, port = source[0], source[1], source[2]
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s:%s:%d" % (transport, host, port)
+    return "?" if source is None else format_address(source)
 
 
 def _describe(data):

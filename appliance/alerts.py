@@ -29,12 +29,12 @@ import asyncio
 import collections
 import logging
 import random
-import socket
 from datetime import datetime
 
 from .net.resolver import ResolveError, resolve
+from .net.stack import format_address
 from .redact import printable, printable_message
-from .sip.digest import DigestClient
+from .sip.digest import DigestClient, same_credentials
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.message import make_request
 from .sip.uri import parse_uri
@@ -150,7 +150,7 @@ class Alerts:
                 username = device.username or proxy.username
                 password = (device.password or proxy.password).reveal()
                 self._digests[device.name] = DigestClient(
-                    _credentials(username, password), stack.endpoint.token)
+                    same_credentials(username, password), stack.endpoint.token)
         self._pending = {}  # client transaction -> (_Target, Alert)
         self._loop = None
         self._closing = False
@@ -208,7 +208,7 @@ class Alerts:
         elif isinstance(event, TransactionTimedOut):
             self._failed(target, alert, "no response", True)
         elif isinstance(event, TransportFailed):
-            self._failed(target, alert, "cannot reach %s" % _address(transaction.destination),
+            self._failed(target, alert, "cannot reach %s" % format_address(transaction.destination),
                          True)
         else:
             return False
@@ -293,7 +293,7 @@ class Alerts:
         try:
             destination = await resolve(parse_uri(target.uri),
                                         transports=tuple(self.stack.endpoint.local),
-                                        families=_families(self.stack))
+                                        families=self.stack.families())
         except ResolveError as error:
             destination, reason = None, str(error)
         finally:
@@ -317,7 +317,7 @@ class Alerts:
         if digest is not None:
             digest.authorize(request)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("sending to %s:\n%s", _address(destination), printable_message(request))
+            log.debug("sending to %s:\n%s", format_address(destination), printable_message(request))
         transaction = self.stack.send_request(request, destination)
         if transaction is not None:
             target.sending = transaction
@@ -409,15 +409,6 @@ class Alerts:
             log.warning(message, *args)
 
 
-def _credentials(username, password):
-    """The credentials callable of a DigestClient: the same user for every realm (a home
-    proxy has one)."""
-
-    def credentials(realm):
-        return (username, password)
-
-    return credentials
-
 
 def _remove(queue, alert):
     """Take `alert` off its queue (the head, unless the queue overflowed meanwhile)."""
@@ -432,21 +423,3 @@ def _retry_after(response):
         return None
     seconds = value.split(";")[0].split("(")[0].strip()
     return int(seconds) if seconds.isdigit() else None
-
-
-def _families(stack):
-    """The address families the stack can send from."""
-    families = set()
-    for _, host, _ in stack.bound:
-        if host in ("", "::") or ":" in host:
-            families.add(socket.AF_INET6)
-        if host in ("", "0.0.0.0") or ":" not in host:
-            families.add(socket.AF_INET)
-    return tuple(sorted(families))
-
-
-def _address(destination):
-    transport, host, port = destination
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s:%s:%d" % (transport, host, port)

@@ -22,10 +22,11 @@ Around them it keeps the flow to the registrar working:
 import asyncio
 import logging
 import random
-import socket
 
 from .net.resolver import ResolveError, locate
+from .net.stack import format_address
 from .redact import printable, printable_message
+from .sip.digest import same_credentials
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
 from .sip.keepalive import FAILED, KeepAlive
@@ -108,7 +109,7 @@ class Registrations:
                 self.stack.endpoint.token,
                 random.random,
                 expires=self.proxy.expires,
-                credentials=_credentials(username, password),
+                credentials=same_credentials(username, password),
                 instance_id=self.instance_id,
                 route=self.route,
             )
@@ -235,7 +236,7 @@ class Registrations:
         """The flow to the registrar and its keep-alives, for `appliance status`."""
         if self.destination is None:
             return None
-        status = {"flow": _address(self.destination), "keepalive": None}
+        status = {"flow": format_address(self.destination), "keepalive": None}
         if self.keepalive is not None:
             status["keepalive"] = self.keepalive.status(self.stack.now())
         return status
@@ -245,7 +246,7 @@ class Registrations:
     async def _locate(self):
         target = parse_uri(self.proxy.outbound_proxy or self.proxy.registrar)
         return await locate(target, transports=tuple(self.stack.endpoint.local),
-                            families=_families(self.stack))
+                            families=self.stack.families())
 
     async def _locate_again(self):
         """After every server failed: look the servers up again (DNS may have moved on)."""
@@ -255,7 +256,7 @@ class Registrations:
             log.warning("%s; keeping the servers found before", error)
             return
         if targets != self.targets:
-            log.info("registrar servers now: %s", ", ".join(_address(t) for t in targets))
+            log.info("registrar servers now: %s", ", ".join(format_address(t) for t in targets))
             self.targets = targets
             self._use(0)
 
@@ -290,8 +291,8 @@ class Registrations:
         self._tries[registration] = tried
         if index == self.current:
             following = (index + 1) % len(self.targets)
-            log.warning("registrar %s: %s; trying %s", _address(self.targets[index]), reason,
-                        _address(self.targets[following]))
+            log.warning("registrar %s: %s; trying %s", format_address(self.targets[index]), reason,
+                        format_address(self.targets[following]))
             self._use(following)
         return registration.failover(now)
 
@@ -396,7 +397,7 @@ class Registrations:
             limit = backoff_limit(self._flow_failures - 1) / 1000.0
             delay = limit / 2 + random.random() * limit / 2
         log.warning("flow to the registrar %s failed: %s; registering again%s",
-                    _address(self.destination), reason,
+                    format_address(self.destination), reason,
                     " in %.0f s" % delay if delay else "")
         if self._recovery_timer is not None:
             self._recovery_timer.cancel()
@@ -416,7 +417,7 @@ class Registrations:
         if request is None:
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("sending to %s:\n%s", _address(self.destination),
+            log.debug("sending to %s:\n%s", format_address(self.destination),
                       printable_message(request))
         transaction = self.stack.send_request(request, self.destination)
         if transaction is not None:
@@ -429,7 +430,7 @@ class Registrations:
         status = registration.status(now)
         if registration.is_registered(now) and registration.last_error is None:
             log.info("%s registered at %s for %s s%s", registration.aor,
-                     _address(self.destination), status["granted"],
+                     format_address(self.destination), status["granted"],
                      " (outbound)" if registration.outbound else "")
         elif registration.last_error is not None and registration.state == BACKOFF:
             log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
@@ -465,31 +466,3 @@ class Registrations:
                 elif keepalive.state == FAILED:
                     self._flow_failed(keepalive.error)
         self._arm()
-
-
-def _credentials(username, password):
-    """The credentials callable of a Registration: the same user for every realm the
-    registrar names (a home proxy has one)."""
-
-    def credentials(realm):
-        return (username, password)
-
-    return credentials
-
-
-def _families(stack):
-    """The address families the stack can send from."""
-    families = set()
-    for _, host, _ in stack.bound:
-        if host in ("", "::") or ":" in host:
-            families.add(socket.AF_INET6)
-        if host in ("", "0.0.0.0") or (":" not in host):
-            families.add(socket.AF_INET)
-    return tuple(sorted(families))
-
-
-def _address(destination):
-    transport, host, port = destination
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s:%s:%d" % (transport, host, port)

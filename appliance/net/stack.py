@@ -212,6 +212,16 @@ class SipStack:
             self.endpoint.connection_closed(transport, host, port, self.now())
             self.flush()
 
+    def families(self):
+        """The address families this stack can send from, as its listeners show."""
+        families = set()
+        for _, host, _ in self.bound:
+            if host in ("", "::") or ":" in host:
+                families.add(socket.AF_INET6)
+            if host in ("", "0.0.0.0") or ":" not in host:
+                families.add(socket.AF_INET)
+        return tuple(sorted(families))
+
     def local_host_toward(self, transport, host):
         """The address requests over `transport` to `host` come from (bare, IPv6 without
         brackets): the listener's own, or for a wildcard listener the one the routing
@@ -324,3 +334,11 @@ def _route_source(host):
             return sock.getsockname()[0]
     except OSError:
         return None
+
+
+def format_address(address):
+    """(transport, host, port) as one would write it: "udp:[2001:db8::1]:5060"."""
+    transport, host, port = address[0], address[1], address[2]
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host
+    return "%s:%s:%d" % (transport, host, port)

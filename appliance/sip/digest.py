@@ -131,6 +131,16 @@ class _RealmState:
         self.nc = 0
 
 
+def same_credentials(username, password):
+    """The `credentials` of a DigestClient that answers every realm with one user (a home
+    proxy has one realm)."""
+
+    def credentials(realm):
+        return (username, password)
+
+    return credentials
+
+
 class DigestClient:
     """Answers challenges for one user agent's requests to one peer (a registrar, a
     proxy, a device).

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import selectors
+import socket
 
 from appliance import registrations as registrations_module
 from appliance.config import IntercomDevice, ProxyConfig
@@ -175,6 +176,9 @@ class FakeStack:
 
     def close_flow(self, transport, host, port):
         self.closed.append(Closed(self.now(), (transport, host, port)))
+
+    def families(self):
+        return (socket.AF_INET,)  # IPv4 listeners only
 
     def local_host_toward(self, transport, host):
         return self.route_source
