@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 5
 FAILURE_WINDOW = 60.0
 MAX_SOURCES = 1024  # sources remembered at once (the oldest forgotten first)
+TRUSTED = "trusted "  # authorize() names a trusted source's request "trusted ADDRESS"
 
 
 class Access:
@@ -34,18 +35,36 @@ class Access:
         is a device's address of record, which a client behind a proxy signs."""
         self.stack = stack
         self.uri_for = uri_for
+        self.respond = respond
+        self.server = None
+        self._settings = None  # (realm, algorithms) of the server
+        self._failures = collections.OrderedDict()  # source address -> (count, since)
+        self.update(users, realm, algorithms, trust)
+
+    def update(self, users, realm, algorithms=("SHA-256", "MD5"), trust=()):
+        """Take the users, realm, algorithms and trusted networks of a (reloaded) config.
+        Nonces already given out stay good unless the realm or the algorithms change;
+        the count of failures per source is kept."""
         self.trust = [ipaddress.ip_network(network) for network in trust]
         self.users = {user.name: user for user in users}
-        self.respond = respond
-        self.server = DigestServer(realm, stack.endpoint.token,
-                                   algorithms=tuple(name.upper() for name in algorithms))
-        self._failures = collections.OrderedDict()  # source address -> (count, since)
+        settings = (realm, tuple(name.upper() for name in algorithms))
+        if settings != self._settings:
+            self._settings = settings
+            self.server = DigestServer(realm, self.stack.endpoint.token,
+                                       algorithms=settings[1])
+
+    def allowed(self, user, device):
+        """Whether `user`, as authorize() returned it, may still use `device`."""
+        if user.startswith(TRUSTED):
+            return self._trusted(user[len(TRUSTED):])
+        entry = self.users.get(user)
+        return entry is not None and device in entry.devices
 
     def authorize(self, event, device):
         request = event.request
         source = event.source[1]
         if self.trust and self._trusted(source):
-            return "trusted " + source
+            return TRUSTED + source
         now = self.stack.now() / 1000.0
         count, since = self._failures.get(source, (0, now))
         if now - since >= FAILURE_WINDOW:

@@ -7,15 +7,17 @@ place, `_device_changed`.
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
+from datetime import UTC, datetime
 
 from . import __version__, commands, packages
 from .access import Access
 from .alerts import Alerts
 from .devices import build_devices
 from .devices.base import DeviceError
-from .devices.build import pin_factory_for
+from .devices.build import build_device, pin_factory_for, reconfigure, rewired
 from .devices.outputs import Output
 from .instance import instance_id
 from .nat import NatProbe
@@ -47,10 +49,12 @@ ACCEPT = ("application/sdp", *commands.CONTENT_TYPES)
 
 
 class Agent:
-    def __init__(self, config, pin_factory=None):
+    def __init__(self, config, pin_factory=None, path=None):
+        """`path` names the config file, for `appliance status`."""
         self.config = config
         if pin_factory is None:
             pin_factory = pin_factory_for(config.agent.simulate)
+        self.pin_factory = pin_factory
         self.devices = build_devices(config.devices, pin_factory)
         self.capabilities = Capabilities(allow=ALLOW, accept=ACCEPT,
                                          allow_events=packages.PACKAGES)
@@ -59,34 +63,46 @@ class Agent:
         # agent.domain names the devices; Via and Contact carry where we can be reached.
         self.stack = SipStack(listen, self._on_event, self.capabilities,
                               user_agent=USER_AGENT)
-        self.registrations = None
-        if config.proxy is not None:
-            self.registrations = Registrations(
-                self.stack, config.proxy, [d for d in config.devices if d.name in self.devices],
-                config.agent.domain, keepalive=config.nat.keepalive if config.nat else 0,
-                instance_id=instance_id(config.agent.state_dir) if config.proxy.outbound
-                else None,
-                on_address_change=self._local_address_changed,
-            )
-            self.stack.pong_handler = self.registrations.pong
-            self.stack.closed_handler = self.registrations.connection_closed
-        self.access = Access(self.stack, config.users, config.agent.domain
-                             or config.agent.name, self._respond,
+        self.registrations = self._registrations_for(config)
+        self.access = Access(self.stack, config.users, _realm(config), self._respond,
                              config.agent.digest_algorithms, self.device_uri,
                              config.agent.trust)
         self.notifier = Notifier(self.stack, self.devices, self.access, self._respond,
                                  self.contact_for, self.device_uri)
         self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
-        self.alerts = Alerts(self.stack, [d for d in config.devices if d.name in self.devices],
-                             self.device_uri, config.proxy, self.registrations)
-        self.nat = None
-        if config.nat is not None and config.nat.stun:
-            self.nat = NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
-                                self._public_address_changed)
+        self.alerts = Alerts(self.stack, self._built(config), self.device_uri, config.proxy,
+                             self.registrations)
+        self.nat = self._nat_for(config)
         self.stack.stun_handler = self._stun
         self.loop = None
         self.started = None
         self.counters = {"requests": 0, "rejected": 0, "dropped": 0}
+        self.loaded = {"path": path, "loaded": _now(), "reloads": 0, "error": None}
+
+    def _built(self, config):
+        """The [[devices]] entries that have a device (cameras have none yet)."""
+        return [d for d in config.devices if d.name in self.devices]
+
+    def _registrations_for(self, config):
+        if config.proxy is None:
+            self.stack.pong_handler = self.stack.closed_handler = None
+            return None
+        registrations = Registrations(
+            self.stack, config.proxy, self._built(config), config.agent.domain,
+            keepalive=config.nat.keepalive if config.nat else 0,
+            instance_id=instance_id(config.agent.state_dir) if config.proxy.outbound
+            else None,
+            on_address_change=self._local_address_changed,
+        )
+        self.stack.pong_handler = registrations.pong
+        self.stack.closed_handler = registrations.connection_closed
+        return registrations
+
+    def _nat_for(self, config):
+        if config.nat is None or not config.nat.stun:
+            return None
+        return NatProbe(self.stack, config.nat.stun, config.nat.keepalive,
+                        self._public_address_changed)
 
     async def start(self):
         self.loop = asyncio.get_running_loop()
@@ -135,6 +151,100 @@ class Agent:
         await self.stack.close()
         for device in self.devices.values():
             device.close()
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def reload(self, config):
+        """Take a config read again (SIGHUP, `systemctl reload`) without a restart.
+
+        A device whose entry is unchanged keeps its pins, state, subscriptions and
+        registration. One whose wiring changed (pin, type, levels) is built again, and an
+        output keeps its state across that; other settings (notify, reply, pulse,
+        credentials) apply in place. A device that left the config ends its subscriptions
+        (reason=noresource) and unregisters; a new one registers. Users, trusted networks
+        and digest algorithms apply at once, and a watcher no longer allowed a device is
+        dropped (reason=rejected). A changed [proxy] registers every device again; keys
+        that only a restart can apply (`RESTART_KEYS`) keep their running values, with a
+        warning. Returns what changed, as logged."""
+        old = self.config
+        config, pending = _keep_restart_keys(old, config)
+        for key in pending:
+            log.warning("config reload: %s changed; restart the agent to apply it", key)
+        before = {d.name: d for d in old.devices}
+        after = {d.name: d for d in config.devices}
+        self.config = config
+        self.access.update(config.users, _realm(config), config.agent.digest_algorithms,
+                           config.agent.trust)
+        gone = [name for name in self.devices if name not in after]
+        rewire = [name for name in self.devices
+                  if name in after and rewired(before[name], after[name])]
+        self.notifier.reconsider(set(gone), self.access.allowed)
+        previous = {}
+        for name in gone + rewire:
+            device = self.devices.pop(name)
+            previous[name] = device.status()
+            device.close()
+        devices = {}
+        for spec in config.devices:
+            device = self.devices.get(spec.name)
+            if device is not None:
+                reconfigure(device, spec)
+            else:
+                try:
+                    device = build_device(spec, self.pin_factory, previous.get(spec.name))
+                except Exception as error:  # a pin in use, a factory that fails
+                    log.error("config reload: cannot set up %s: %s; it stays out until "
+                              "the config is fixed and reloaded", spec.name, error)
+                    continue
+            if device is None:
+                continue
+            devices[spec.name] = device
+        added = [name for name in devices if name not in before]
+        self.devices.clear()  # the same dict the notifier reads
+        self.devices.update(devices)
+        for name, device in devices.items():
+            device.on_change = self._device_changed_threadsafe
+            if name in previous:
+                device.follow(previous[name])
+        await self._reload_network(old, config)
+        self.alerts.update(self._built(config), config.proxy, self.registrations)
+        self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
+        changes = {"added": added, "removed": gone, "rebuilt": [n for n in rewire
+                                                                 if n in devices],
+                   "restart": pending}
+        self.loaded.update(loaded=_now(), reloads=self.loaded["reloads"] + 1, error=None)
+        log.info("config reloaded: %s", "; ".join(
+            "%s %s" % (what, ", ".join(names)) for what, names in changes.items() if names)
+            or "no device changed")
+        return changes
+
+    def reload_failed(self, problem):
+        """A config read again could not be used: the running one stays."""
+        self.loaded["error"] = problem
+
+    async def _reload_network(self, old, config):
+        """Registrations and STUN after a reload."""
+        if old.nat != config.nat:
+            if self.nat is not None:
+                self.nat.close()
+            self.nat = self._nat_for(config)
+            if self.nat is not None:
+                await self.nat.start(self.loop)
+            elif self.registrations is not None:
+                self.registrations.set_public(None)
+        keepalive = (old.nat.keepalive if old.nat else 0,
+                     config.nat.keepalive if config.nat else 0)
+        if old.proxy != config.proxy or old.agent.domain != config.agent.domain \
+                or keepalive[0] != keepalive[1]:
+            if self.registrations is not None:
+                await self.registrations.stop()
+            self.registrations = self._registrations_for(config)
+            if self.registrations is not None:
+                if self.nat is not None and self.nat.public is not None:
+                    self.registrations.set_public(self.nat.public)
+                await self.registrations.start()
+        elif self.registrations is not None:
+            self.registrations.update(self._built(config))
 
     # -- addresses -----------------------------------------------------------------------
 
@@ -299,6 +409,7 @@ class Agent:
             "alerts": self.alerts.status(),
             "calls": [],
             "mqtt": None,
+            "config": dict(self.loaded),
             "sip": dict(
                 self.counters,
                 transactions=len(self.stack.endpoint.server_transactions)
@@ -314,6 +425,36 @@ class Agent:
         flow = self.registrations.flow_status() if self.registrations else None
         status.update(flow or {"flow": None, "keepalive": None})
         return status
+
+
+# Keys a running agent cannot change: the sockets, the control socket, where its state
+# lives, real or simulated pins, and TLS.
+RESTART_KEYS = ("agent.listen", "agent.control", "agent.state_dir", "agent.simulate", "tls")
+
+
+def _keep_restart_keys(old, new):
+    """`new` with the running values of RESTART_KEYS, and the keys that differed."""
+    pending = [key for key in RESTART_KEYS if _value(old, key) != _value(new, key)]
+    kept = {key.split(".")[1]: _value(old, key) for key in pending if "." in key}
+    config = dataclasses.replace(new, agent=dataclasses.replace(new.agent, **kept))
+    if "tls" in pending:
+        config = dataclasses.replace(config, tls=old.tls)
+    return config, pending
+
+
+def _value(config, key):
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _realm(config):
+    return config.agent.domain or config.agent.name
+
+
+def _now():
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _peer(source):

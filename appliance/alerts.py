@@ -132,12 +132,20 @@ class Alerts:
         located, From the address of record the device registers."""
         self.stack = stack
         self.uri_for = uri_for
-        self.registrations = registrations
         self.backoff = backoff
         self.max_queue = max_queue
         self.random = random
-        self.notify = {}  # device name -> its targets
         self.targets = {}  # notify URI -> _Target
+        self._pending = {}  # client transaction -> (_Target, Alert)
+        self._loop = None
+        self._closing = False
+        self.update(devices, proxy, registrations)
+
+    def update(self, devices, proxy=None, registrations=None):
+        """Take the devices, proxy and registrations of a (reloaded) config. Alerts
+        already queued are kept, also for a target no device names any more."""
+        self.registrations = registrations
+        self.notify = {}  # device name -> its targets
         self._digests = {}  # device name -> DigestClient (with a proxy)
         for device in devices:
             uris = tuple(getattr(device, "notify", ()) or ())
@@ -150,10 +158,12 @@ class Alerts:
                 username = device.username or proxy.username
                 password = (device.password or proxy.password).reveal()
                 self._digests[device.name] = DigestClient(
-                    same_credentials(username, password), stack.endpoint.token)
-        self._pending = {}  # client transaction -> (_Target, Alert)
-        self._loop = None
-        self._closing = False
+                    same_credentials(username, password), self.stack.endpoint.token)
+        named = {target for targets in self.notify.values() for target in targets}
+        for uri, target in list(self.targets.items()):
+            if target not in named and not target.queue and target.sending is None \
+                    and target.locating is None:
+                del self.targets[uri]
 
     def start(self, loop):
         self._loop = loop

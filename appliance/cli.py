@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -155,12 +156,19 @@ def _run_overrides(args):
 
 def cmd_run(args):
     overrides = _run_overrides(args)
-    if args.config:
-        config = config_module.load(args.config, overrides=overrides)
-    else:
-        config = config_module.demo_config(overrides=overrides)
-    _setup_logging(logging.DEBUG if args.verbose else config.agent.log_level)
-    return asyncio.run(_run(config, demo=not args.config))
+
+    def load():
+        if args.config:
+            return config_module.load(args.config, overrides=overrides)
+        return config_module.demo_config(overrides=overrides)
+
+    config = load()
+    _setup_logging(_log_level(args, config))
+    return asyncio.run(_run(config, load, args))
+
+
+def _log_level(args, config):
+    return logging.DEBUG if args.verbose else config.agent.log_level.upper()
 
 
 class _Formatter(logging.Formatter):
@@ -195,15 +203,19 @@ def _setup_logging(level):
     logging.basicConfig(level=level, handlers=[handler])
 
 
-async def _run(config, demo):
+async def _run(config, load, args):
+    """Run the agent until SIGTERM or Ctrl-C; SIGHUP reads the config again (`load()`)."""
     from .agent import Agent
 
-    agent = Agent(config)
+    demo = not args.config
+    agent = Agent(config, path=args.config)
     control = ControlServer(agent, config.agent.control)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads = _Reloads(agent, load, args)
+    loop.add_signal_handler(signal.SIGHUP, reloads.request)
     try:
         await agent.start()
     except OSError as error:
@@ -222,9 +234,55 @@ async def _run(config, demo):
         await stop.wait()
         log.info("stopping")
     finally:
+        await reloads.cancel()
         await control.close()
         await agent.close()
     return 0
+
+
+class _Reloads:
+    """SIGHUP: read the config again and hand it to the agent, one reload at a time (a
+    signal during a reload runs one more after it). A config that does not load is
+    logged, key by key, and the running one stays."""
+
+    def __init__(self, agent, load, args):
+        self.agent = agent
+        self.load = load
+        self.args = args
+        self.task = None
+        self.again = False
+
+    def request(self):
+        if self.task is not None and not self.task.done():
+            self.again = True
+            return
+        self.task = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self):
+        self.again = True
+        while self.again:
+            self.again = False
+            log.info("reloading the config%s", " from " + self.args.config
+                     if self.args.config else "")
+            try:
+                config = self.load()
+            except ApplianceError as error:
+                log.error("config reload failed; the running config stays:\n  %s",
+                          str(error).replace("\n", "\n  "))
+                self.agent.reload_failed(str(error))
+                continue
+            logging.getLogger().setLevel(_log_level(self.args, config))
+            try:
+                await self.agent.reload(config)
+            except Exception as error:
+                log.exception("config reload failed part way: %s", error)
+                self.agent.reload_failed(str(error))
+
+    async def cancel(self):
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 def _print_banner(agent, config, demo):
@@ -309,6 +367,14 @@ def cmd_status(args):
     sip = status["sip"]
     print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
           % (sip["requests"], sip["rejected"], sip["dropped"], sip["transactions"]))
+    loaded = status["config"]
+    reloads = loaded["reloads"]
+    print("config: %s, loaded %s%s" % (
+        loaded["path"] or "demo home", loaded["loaded"],
+        " (reloaded %d time%s)" % (reloads, "s" if reloads > 1 else "") if reloads else ""))
+    if loaded["error"]:
+        print("  last reload failed, the running config stays:\n    %s"
+              % loaded["error"].replace("\n", "\n    "))
     return 0
 
 

@@ -162,8 +162,8 @@ class AgentConfig:
     # Source networks whose requests control and watch every device without a challenge:
     # off by default; only a LAN of the home's own may be listed.
     trust: tuple[str, ...] = _key(_List(_Network(), '"192.168.1.0/24"'), ())
-    # Offered to [[users]], in order of preference (RFC 8760); some clients (SIPp, older
-    # phones) answer only the first challenge they are given: put "MD5" first for them.
+    # Offered to [[users]], strongest first (RFC 8760); some clients (SIPp, older phones)
+    # answer only the first challenge they are given: list only "MD5" for them.
     digest_algorithms: tuple[str, ...] = _key(
         _List(_Choice("digest algorithm", "sha-512-256", "sha-256", "md5"), '"SHA-256", "MD5"',
               required=True), ("sha-256", "md5"))

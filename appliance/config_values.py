@@ -6,6 +6,7 @@ when it cannot (`appliance.config` builds its schema from these).
 from __future__ import annotations
 
 import difflib
+import hmac
 import ipaddress
 import math
 import os
@@ -37,6 +38,16 @@ class Secret:
 
     def __str__(self) -> str:
         return MASK
+
+    # Equal values compare equal, so that a config reload sees an unchanged password as
+    # unchanged (compared in constant time, like every other secret comparison here).
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ class Notifier:
                         error)
             self._remove(subscription)
             return
+        if subscription not in self._watchers:
+            return  # ended meanwhile (its device left the config)
         name, user, _ = self._watchers[subscription]
         self._watchers[subscription] = (name, user, destination)
         self._first_notify(subscription, fetch)
@@ -201,6 +203,28 @@ class Notifier:
                     and status.get("seq", 0) > self._sent_seq.get(subscription, -1):
                 content_type, body = self._body(subscription, status)
                 self._send(subscription, subscription.notify(body, content_type, now))
+
+    def reconsider(self, gone, allowed):
+        """After a config reload, before the devices named in `gone` are closed: end each
+        subscription to one of them with "terminated;reason=noresource" (RFC 6665: do not
+        subscribe again), and each whose watcher `allowed(user, name)` no longer lets
+        watch its device with "reason=rejected"."""
+        now = self.stack.now()
+        for subscription, (name, user, destination) in list(self._watchers.items()):
+            if name in gone:
+                reason = "noresource"
+            elif not allowed(user, name):
+                reason = "rejected"
+            else:
+                continue
+            log.info("ending the subscription of %s to %s (%s): %s", user, name,
+                     subscription.event, reason)
+            if destination is None:
+                self._remove(subscription)  # nowhere to send a NOTIFY yet
+                continue
+            content_type, body = self._body(subscription)
+            self._send(subscription, subscription.terminate(body, content_type, now, reason))
+        self._arm()
 
     # -- NOTIFY transactions ----------------------------------------------------------------
 
@@ -246,7 +270,7 @@ class Notifier:
             task.cancel()
         now = self.stack.now()
         for subscription in list(self._watchers):
-            if self._watchers[subscription][2] is not None:
+            if self._watchers[subscription][2] is not None and not subscription.ending:
                 content_type, body = self._body(subscription)
                 self._send(subscription, subscription.terminate(body, content_type, now,
                                                                 "deactivated"))

@@ -100,23 +100,54 @@ class Registrations:
         self._use(0)
         now = self.stack.now()
         for device in self.devices:
-            username = device.username or self.proxy.username
-            password = (device.password or self.proxy.password).reveal()
-            registration = Registration(
-                "sip:%s@%s" % (device.name, self.domain),
-                self.proxy.registrar,
-                self.contact(device.name),
-                self.stack.endpoint.token,
-                random.random,
-                expires=self.proxy.expires,
-                credentials=same_credentials(username, password),
-                instance_id=self.instance_id,
-                route=self.route,
-            )
-            self.registrations[device.name] = registration
-            self._send(registration, registration.start(now))
+            self._add(device, now)
         self._arm()
         self._address_timer = self._loop.call_later(ADDRESS_CHECK, self._check_address)
+
+    def update(self, devices):
+        """The [[devices]] of a reloaded config: a new device registers, a removed one
+        unregisters, one with new credentials registers again with them; the others'
+        bindings are left as they are."""
+        before = {device.name: device for device in self.devices}
+        self.devices = list(devices)
+        if self.destination is None:
+            return  # not started, or the registrar not found yet: start() reads them
+        now = self.stack.now()
+        after = {device.name: device for device in self.devices}
+        for name in before:
+            if name not in after:
+                registration = self.registrations.pop(name, None)
+                if registration is not None:
+                    # Its response still reaches it through _pending.
+                    self._send(registration, registration.stop(now))
+        for name, device in after.items():
+            registration = self.registrations.get(name)
+            if registration is None:
+                self._add(device, now)
+            elif self._credentials(device) != self._credentials(before[name]):
+                log.info("%s: new credentials; registering again", registration.aor)
+                self._send(registration, registration.credentials_changed(
+                    same_credentials(*self._credentials(device)), now))
+        self._arm()
+
+    def _credentials(self, device):
+        return (device.username or self.proxy.username,
+                (device.password or self.proxy.password).reveal())
+
+    def _add(self, device, now):
+        registration = Registration(
+            "sip:%s@%s" % (device.name, self.domain),
+            self.proxy.registrar,
+            self.contact(device.name),
+            self.stack.endpoint.token,
+            random.random,
+            expires=self.proxy.expires,
+            credentials=same_credentials(*self._credentials(device)),
+            instance_id=self.instance_id,
+            route=self.route,
+        )
+        self.registrations[device.name] = registration
+        self._send(registration, registration.start(now))
 
     async def stop(self):
         """Unregister every binding (Expires: 0) and wait briefly for the answers."""

@@ -30,6 +30,15 @@ class Device:
         """Drive a simulated input (`appliance sim NAME STATE`)."""
         raise DeviceError("%s (%s) has no input to simulate" % (self.name, self.type))
 
+    def follow(self, previous):
+        """Carry on from the device this one replaces on a config reload (`previous` is
+        its last status()): the same seq and time of change, and an event when the state
+        reads differently now (a door rewired with another open_level)."""
+        self.seq = previous.get("seq") or 0
+        self.changed = previous.get("changed")
+        if self.state != previous.get("state"):
+            self._changed(self.state)
+
     def _changed(self, event):
         """Count and stamp `event`, then tell the listener. A device that reports from more
         than one thread holds its own lock around this call, so `seq` and `changed`, read

@@ -28,28 +28,65 @@ def build_devices(configs, pin_factory):
         ) from None
 
 
+# The keys that decide how a device is wired: a change to one of them builds the device
+# again on reload; the others (notify, reply, pulse, credentials...) apply in place.
+_WIRING = {
+    "door": ("pin", "pull_up", "active_state", "bounce_time", "open_level"),
+    "doorbell": ("pin", "pull_up", "bounce_time"),
+    "light": ("pin", "dimmable"),
+    "relay": ("pin", "active_high"),
+    "intercom": (),
+}
+
+
 def _build_devices(configs, pin_factory):
     devices = {}
     for config in configs:
-        kind = config.type
-        if kind == "door":
-            device = DoorSensor(
-                config.name, config.pin, pin_factory, pull_up=config.pull_up,
-                active_state=config.active_state, bounce_time=config.bounce_time,
-                open_level=config.open_level,
-            )
-        elif kind == "doorbell":
-            device = Doorbell(config.name, config.pin, pin_factory, pull_up=config.pull_up,
-                              bounce_time=config.bounce_time)
-        elif kind == "light":
-            device = Light(config.name, config.pin, pin_factory, config.dimmable,
-                           config.initial)
-        elif kind == "relay":
-            device = Relay(config.name, config.pin, pin_factory, config.active_high,
-                           config.pulse, config.initial)
-        elif kind == "intercom":
-            device = Intercom(config.name, config.audio, config.strike)
-        else:
-            continue  # cameras arrive with video
-        devices[config.name] = device
+        device = build_device(config, pin_factory)
+        if device is not None:
+            devices[config.name] = device
     return devices
+
+
+def build_device(config, pin_factory, state=None):
+    """The device of one [[devices]] entry (None for a type not built yet). `state`, the
+    status() of the device it replaces on reload, sets where an output starts instead of
+    `initial`: a light that was on stays on."""
+    kind = config.type
+    if kind == "door":
+        return DoorSensor(
+            config.name, config.pin, pin_factory, pull_up=config.pull_up,
+            active_state=config.active_state, bounce_time=config.bounce_time,
+            open_level=config.open_level,
+        )
+    if kind == "doorbell":
+        return Doorbell(config.name, config.pin, pin_factory, pull_up=config.pull_up,
+                        bounce_time=config.bounce_time)
+    initial = config.initial if hasattr(config, "initial") else None
+    if state is not None and state.get("state") in ("on", "off"):
+        initial = state["state"]
+    if kind == "light":
+        brightness = state.get("brightness") if state is not None else None
+        return Light(config.name, config.pin, pin_factory, config.dimmable, initial,
+                     brightness)
+    if kind == "relay":
+        return Relay(config.name, config.pin, pin_factory, config.active_high,
+                     config.pulse, initial)
+    if kind == "intercom":
+        return Intercom(config.name, config.audio, config.strike)
+    return None  # cameras arrive with video
+
+
+def rewired(old, new):
+    """Whether a reloaded [[devices]] entry needs its device built again."""
+    return old.type != new.type or any(getattr(old, key) != getattr(new, key)
+                                       for key in _WIRING.get(new.type, ()))
+
+
+def reconfigure(device, config):
+    """Apply a reloaded entry's settings that need no rewiring."""
+    if device.type == "relay":
+        device.pulse_time = config.pulse
+    elif device.type == "intercom":
+        device.audio = config.audio
+        device.strike = config.strike

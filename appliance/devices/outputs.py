@@ -74,12 +74,14 @@ class Output(Device):
 class Light(Output):
     type = "light"
 
-    def __init__(self, name, pin, pin_factory, dimmable=False, initial="off"):
+    def __init__(self, name, pin, pin_factory, dimmable=False, initial="off", brightness=None):
+        """`brightness` (0-100), with `initial` "on", starts a dimmable light dimmed."""
         super().__init__(name)
         self.dimmable = dimmable
         on = initial == "on"
         if dimmable:
-            self.output = PWMLED(pin, initial_value=1.0 if on else 0.0, pin_factory=pin_factory)
+            level = (1.0 if brightness is None else brightness / 100.0) if on else 0.0
+            self.output = PWMLED(pin, initial_value=level, pin_factory=pin_factory)
         else:
             self.output = LED(pin, initial_value=on, pin_factory=pin_factory)
 

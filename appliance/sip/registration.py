@@ -118,6 +118,7 @@ class Registration:
             reg_id = 1 if reg_id is None else reg_id
         self.reg_id = reg_id
         self.some_flows_ok = some_flows_ok  # set by the caller as its other flows come and go
+        self._token = token
         self._digest = DigestClient(credentials, token) if credentials is not None else None
         self.set_contact(contact)
         self.cseq = 0
@@ -133,7 +134,7 @@ class Registration:
         self._asked = None  # the Expires of the outstanding REGISTER
         self._challenges = 0  # answered in this attempt
         self._stop_pending = False
-        self._contact_pending = False
+        self._again_pending = False
         self._sent_contact_uri = None
 
     def set_contact(self, contact):
@@ -167,10 +168,21 @@ class Registration:
         outstanding REGISTER ends). The old binding is left to expire; with outbound the
         registrar replaces it, as instance-id and reg-id are the same (RFC 5626 6)."""
         self.set_contact(contact)
+        return self._again(now)
+
+    def credentials_changed(self, credentials, now):
+        """New credentials (a reloaded config): register with them at once, so that a
+        wrong password shows now rather than at the next refresh."""
+        self._digest = DigestClient(credentials, self._token) if credentials is not None \
+            else None
+        self.failures = 0
+        return self._again(now)
+
+    def _again(self, now):
         if self.state == UNREGISTERED or self.state == UNREGISTERING:
             return None
         if self.outstanding is not None:
-            self._contact_pending = True
+            self._again_pending = True
             return None
         return self._begin(now, self.expires)
 
@@ -231,7 +243,7 @@ class Registration:
         if self.outstanding is None:
             return None
         self.outstanding = None
-        self._contact_pending = False  # it carries today's Contact
+        self._again_pending = False  # it carries today's Contact
         return self._begin(now, self._asked)
 
     # -- time --------------------------------------------------------------------------
@@ -378,16 +390,16 @@ class Registration:
         """After a final outcome: what the caller asked for meanwhile comes first, then
         the retry (`retry` is its Expires), else nothing until the timer."""
         if self._stop_pending:
-            self._stop_pending = self._contact_pending = False
+            self._stop_pending = self._again_pending = False
             if self.is_registered(now):
                 return self._begin(now, 0)
             self._clear()
             return None
         if retry is not None:
-            self._contact_pending = False  # the retry carries the new Contact already
+            self._again_pending = False  # the retry carries the new Contact already
             return self._send(now, retry)
-        if self._contact_pending:
-            self._contact_pending = False
+        if self._again_pending:
+            self._again_pending = False
             return self._begin(now, self.expires)
         return None
 

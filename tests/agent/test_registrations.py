@@ -623,3 +623,49 @@ def test_stop_cancels_a_pending_lookup_retry(monkeypatch):
         assert stack.sent == []
 
     run(body)
+
+
+# -- a config reload -------------------------------------------------------------------------
+
+
+def test_a_reload_registers_the_new_unregisters_the_gone_and_leaves_the_rest(monkeypatch):
+    located(monkeypatch, UDP_A)
+
+    async def body():
+        stack = FakeStack()
+        registrations = make_registrations(stack, ["door", "porch", "bell"])
+        stack.registrar = lambda transaction: stack.handler(ok(transaction))
+        await registrations.start()
+        await asyncio.sleep(10)
+        assert len(stack.sent) == 3
+        door = registrations.registrations["door"]
+
+        registrations.update([
+            IntercomDevice(name="door"),
+            IntercomDevice(name="bell", username="bell", password=Secret("new")),
+            IntercomDevice(name="gate"),
+        ])
+        await asyncio.sleep(10)
+        after = [(device(t), t.request.get("expires")) for t in stack.sent[3:]]
+        assert sorted(after) == [("bell", "600"), ("gate", "600"), ("porch", "0")]
+        assert registrations.registrations["door"] is door  # its binding untouched
+        assert [(entry["device"], entry["state"]) for entry in registrations.status()] == [
+            ("door", "registered"), ("bell", "registered"), ("gate", "registered")]
+
+    run(body)
+
+
+def test_a_reload_before_the_registrar_is_found_registers_the_new_list(monkeypatch):
+    lookups = resolving_on_second_lookup(monkeypatch)
+
+    async def body():
+        stack = FakeStack()
+        registrations = make_registrations(stack, ["door", "porch"])
+        stack.registrar = lambda transaction: stack.handler(ok(transaction))
+        await registrations.start()
+        registrations.update([IntercomDevice(name="door"), IntercomDevice(name="gate")])
+        await asyncio.sleep(120)
+        assert len(lookups) == 2
+        assert sorted(device(t) for t in stack.sent) == ["door", "gate"]
+
+    run(body)

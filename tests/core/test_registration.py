@@ -284,6 +284,53 @@ class TestAuthenticationFailure(unittest.TestCase):
         self.assertEqual((reg.state, reg.last_error), (BACKOFF, "authentication failed"))
 
 
+class TestCredentialsChanged(unittest.TestCase):
+    """A reloaded config with another password: the binding is renewed with it at once."""
+
+    def setUp(self):
+        self.registrar = Registrar()
+
+    def test_a_failing_registration_retries_at_once_with_the_new_password(self):
+        reg = make_registration(credentials=wrong_password, value=0.0)
+        request = reg.response(self.registrar.challenge(reg.start(0)), 0)
+        reg.response(self.registrar.challenge(request), 0)
+        self.assertEqual((reg.state, reg.get_timer()), (BACKOFF, 30 * SECOND))
+        retry = reg.credentials_changed(password, 2 * SECOND)
+        self.assertIsNotNone(retry)  # now, not after the backoff
+        answer = reg.response(self.registrar.challenge(retry, "n2"), 2 * SECOND)
+        self.assertIsNotNone(self.registrar.verify(answer))
+        reg.response(self.registrar.ok(answer, 600), 2 * SECOND)
+        self.assertEqual((reg.state, reg.failures, reg.last_error), (REGISTERED, 0, None))
+
+    def test_a_registered_binding_is_renewed_with_the_new_credentials(self):
+        reg = make_registration(credentials=None)
+        request = reg.start(0)
+        reg.response(self.registrar.ok(request, 600), 0)
+        renewed = reg.credentials_changed(password, 5 * SECOND)
+        self.assertEqual((renewed.cseq.number, renewed.call_id), (2, request.call_id))
+        self.assertEqual(expires_of(renewed), 600)
+        answer = reg.response(self.registrar.challenge(renewed), 5 * SECOND)
+        self.assertEqual(parse_credentials(answer.get("authorization"))["username"],
+                         "frontdoor")
+
+    def test_while_registering_the_new_credentials_follow_the_final_response(self):
+        reg = make_registration(credentials=wrong_password)
+        request = reg.start(0)
+        self.assertIsNone(reg.credentials_changed(password, 0))
+        self.assertIs(reg.outstanding, request)
+        again = reg.response(self.registrar.ok(request, 600), 0)
+        self.assertIsNotNone(again)  # the REGISTER that carries them
+        answer = reg.response(self.registrar.challenge(again), 0)
+        self.assertIsNotNone(self.registrar.verify(answer))
+
+    def test_before_start_nothing_is_sent(self):
+        reg = make_registration(credentials=None)
+        self.assertIsNone(reg.credentials_changed(password, 0))
+        request = reg.start(0)
+        answer = reg.response(self.registrar.challenge(request), 0)
+        self.assertIsNotNone(self.registrar.verify(answer))
+
+
 class TestBackoff(unittest.TestCase):
     def waits(self, value, count, some_flows_ok=False, lose="timed_out"):
         """The wait after each of `count` consecutive failures."""

@@ -1,6 +1,7 @@
 """Every device registers through a real home proxy (Kamailio) and is reached through it."""
 
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -160,4 +161,31 @@ def test_after_the_registrar_restarts_the_devices_register_again(workdir):
             assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + agent.output()
     finally:
         if agent is not None:
+            _stop(agent)
+
+
+def test_a_reload_keeps_unchanged_bindings_and_registers_the_new_device(workdir):
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users) as kamailio:
+        config = Path(workdir, "home.toml")
+        write_config(config, kamailio.uri, "pi-s3cret")
+        agent = _start_agent(workdir, ["-c", str(config)])
+        try:
+            assert wait_for(lambda: len(registrations(agent)) == 2 and all(
+                r["registered"] for r in registrations(agent).values())), agent.output()
+            before = kamailio.registers("sip:frontdoor@home.arpa")
+
+            write_config(config, kamailio.uri, "pi-s3cret", devices=("frontdoor", "doorbell"))
+            agent.process.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: set(registrations(agent)) == {"frontdoor", "doorbell"}
+                            and registrations(agent)["doorbell"]["registered"]), agent.output()
+            assert options_via(kamailio, "sip:doorbell@home.arpa").stdout.startswith(
+                "SIP/2.0 200 OK")
+            # The porch unregistered; the door's binding was left alone.
+            assert wait_for(lambda: options_via(kamailio, "sip:porch@home.arpa").stdout
+                            .startswith("SIP/2.0 404")), kamailio.log()
+            assert kamailio.registers("sip:frontdoor@home.arpa") == before
+            assert options_via(kamailio, "sip:frontdoor@home.arpa").stdout.startswith(
+                "SIP/2.0 200 OK")
+        finally:
             _stop(agent)
