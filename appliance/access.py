@@ -37,6 +37,7 @@ class Access:
         self.uri_for = uri_for
         self.respond = respond
         self.server = None
+        self.users = {}
         self._settings = None  # (realm, algorithms) of the server
         self._failures = collections.OrderedDict()  # source address -> (count, since)
         self.update(users, realm, algorithms, trust)
@@ -44,14 +45,19 @@ class Access:
     def update(self, users, realm, algorithms=("SHA-256", "MD5"), trust=()):
         """Take the users, realm, algorithms and trusted networks of a (reloaded) config.
         Nonces already given out stay good unless the realm or the algorithms change;
-        the count of failures per source is kept."""
+        the count of failures per source is kept. Returns the names of the users that
+        are gone or have a new password."""
         self.trust = [ipaddress.ip_network(network) for network in trust]
+        before = self.users
         self.users = {user.name: user for user in users}
+        changed = {name for name, user in before.items()
+                   if name not in self.users or self.users[name].password != user.password}
         settings = (realm, tuple(name.upper() for name in algorithms))
         if settings != self._settings:
             self._settings = settings
             self.server = DigestServer(realm, self.stack.endpoint.token,
                                        algorithms=settings[1])
+        return changed
 
     def allowed(self, user, device):
         """Whether `user`, as authorize() returned it, may still use `device`."""

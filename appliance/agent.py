@@ -172,18 +172,14 @@ class Agent:
             log.warning("config reload: %s changed; restart the agent to apply it", key)
         before = {d.name: d for d in old.devices}
         after = {d.name: d for d in config.devices}
-        self.config = config
-        self.access.update(config.users, _realm(config), config.agent.digest_algorithms,
-                           config.agent.trust)
-        gone = [name for name in self.devices if name not in after]
+        changed_users = self.access.update(config.users, _realm(config),
+                                           config.agent.digest_algorithms,
+                                           config.agent.trust)
         rewire = [name for name in self.devices
                   if name in after and rewired(before[name], after[name])]
-        self.notifier.reconsider(set(gone), self.access.allowed)
-        previous = {}
-        for name in gone + rewire:
-            device = self.devices.pop(name)
-            previous[name] = device.status()
-            device.close()
+        previous = {}  # name -> the last status of a device closed here
+        for name in [n for n in self.devices if n not in after] + rewire:
+            previous[name] = self._close_device(name)
         devices = {}
         for spec in config.devices:
             device = self.devices.get(spec.name)
@@ -196,12 +192,14 @@ class Agent:
                     log.error("config reload: cannot set up %s: %s; it stays out until "
                               "the config is fixed and reloaded", spec.name, error)
                     continue
-            if device is None:
-                continue
-            devices[spec.name] = device
+            if device is not None:
+                devices[spec.name] = device
         added = [name for name in devices if name not in before]
+        gone = {name: status for name, status in previous.items() if name not in devices}
         self.devices.clear()  # the same dict the notifier reads
         self.devices.update(devices)
+        self.notifier.reconsider(gone, lambda user, name: user not in changed_users
+                                 and self.access.allowed(user, name))
         for name, device in devices.items():
             device.on_change = self._device_changed_threadsafe
             if name in previous:
@@ -209,14 +207,26 @@ class Agent:
         await self._reload_network(old, config)
         self.alerts.update(self._built(config), config.proxy, self.registrations)
         self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
-        changes = {"added": added, "removed": gone, "rebuilt": [n for n in rewire
-                                                                 if n in devices],
-                   "restart": pending}
+        self.config = config  # last: a reload that fails part way is tried whole again
+        changes = {"added": added, "removed": list(gone),
+                   "rebuilt": [n for n in rewire if n in devices], "restart": pending}
         self.loaded.update(loaded=_now(), reloads=self.loaded["reloads"] + 1, error=None)
         log.info("config reloaded: %s", "; ".join(
             "%s %s" % (what, ", ".join(names)) for what, names in changes.items() if names)
             or "no device changed")
         return changes
+
+    def _close_device(self, name):
+        """Close device `name` and return its last status. An input's is read once its
+        worker has stopped (no event can follow it); a relay that was pulsing counts as
+        off, as the pulse ends with it."""
+        device = self.devices.pop(name)
+        device.on_change = None
+        status = device.status() if isinstance(device, Output) else None
+        if status is not None and device.pulsing:
+            status = dict(status, state="off")
+        device.close()
+        return status if status is not None else device.status()
 
     def reload_failed(self, problem):
         """A config read again could not be used: the running one stays."""
@@ -376,6 +386,8 @@ class Agent:
         self.loop.call_soon_threadsafe(self._device_changed, device, event, device.status())
 
     def _device_changed(self, device, event, status):
+        if self.devices.get(device.name) is not device:
+            return  # from a device a reload has closed since
         log.info("%s (%s): %s", device.name, device.type, event)
         self.notifier.device_changed(device.name, status)
         self.alerts.device_changed(device.name, event, status)

@@ -137,6 +137,7 @@ class Alerts:
         self.random = random
         self.targets = {}  # notify URI -> _Target
         self._pending = {}  # client transaction -> (_Target, Alert)
+        self._digests = {}  # device name -> (credentials, DigestClient), with a proxy
         self._loop = None
         self._closing = False
         self.update(devices, proxy, registrations)
@@ -146,7 +147,7 @@ class Alerts:
         already queued are kept, also for a target no device names any more."""
         self.registrations = registrations
         self.notify = {}  # device name -> its targets
-        self._digests = {}  # device name -> DigestClient (with a proxy)
+        digests, self._digests = self._digests, {}
         for device in devices:
             uris = tuple(getattr(device, "notify", ()) or ())
             if not uris and not getattr(device, "reply", False):
@@ -155,10 +156,13 @@ class Alerts:
                 self.notify[device.name] = [self.targets.setdefault(uri, _Target(uri))
                                             for uri in dict.fromkeys(uris)]
             if proxy is not None:
-                username = device.username or proxy.username
-                password = (device.password or proxy.password).reveal()
-                self._digests[device.name] = DigestClient(
-                    same_credentials(username, password), self.stack.endpoint.token)
+                credentials = (device.username or proxy.username,
+                               (device.password or proxy.password).reveal())
+                kept = digests.get(device.name)
+                # (credentials, DigestClient): a kept client keeps its cached challenge.
+                self._digests[device.name] = kept if kept and kept[0] == credentials \
+                    else (credentials, DigestClient(same_credentials(*credentials),
+                                                    self.stack.endpoint.token))
         named = {target for targets in self.notify.values() for target in targets}
         for uri, target in list(self.targets.items()):
             if target not in named and not target.queue and target.sending is None \
@@ -259,6 +263,10 @@ class Alerts:
 
     # -- sending -------------------------------------------------------------------------
 
+    def _digest(self, name):
+        entry = self._digests.get(name)
+        return entry[1] if entry is not None else None
+
     def _from_uri(self, name):
         if self.registrations is not None:
             return "sip:%s@%s" % (name, self.registrations.domain)
@@ -323,7 +331,7 @@ class Alerts:
         request = make_request("MESSAGE", target.uri, alert.from_uri, alert.tag,
                                alert.call_id, alert.cseq, routes=routes, fields=fields,
                                body=alert.text.encode("utf-8"))
-        digest = self._digests.get(alert.device)
+        digest = self._digest(alert.device)
         if digest is not None:
             digest.authorize(request)
         if log.isEnabledFor(logging.DEBUG):
@@ -341,7 +349,7 @@ class Alerts:
         if status < 300:
             self._delivered(target, alert, reason)
         elif status in (401, 407):
-            digest = self._digests.get(alert.device)
+            digest = self._digest(alert.device)
             if digest is not None and alert.challenges < MAX_CHALLENGES \
                     and digest.challenged(response):
                 alert.challenges += 1

@@ -225,6 +225,7 @@ async def _run(config, load, args):
         ) from None
     try:
         await control.start()
+        reloads.open()  # only now: a reload meets a started agent, never one half-way up
         _print_banner(agent, config, demo)
         # What start-up made (modules, config, devices) lives as long as the agent: keep it
         # out of the collector's full passes, which otherwise stall a NOTIFY fan-out by
@@ -234,7 +235,7 @@ async def _run(config, load, args):
         await stop.wait()
         log.info("stopping")
     finally:
-        await reloads.cancel()
+        await reloads.cancel()  # and none starts while the agent stops
         await control.close()
         await agent.close()
     return 0
@@ -251,8 +252,21 @@ class _Reloads:
         self.args = args
         self.task = None
         self.again = False
+        self.ready = False  # the agent has started
+        self.closed = False  # the agent is stopping
+        self.waiting = False  # a SIGHUP came during the start
+
+    def open(self):
+        self.ready = True
+        if self.waiting:
+            self.request()
 
     def request(self):
+        if self.closed:
+            return
+        if not self.ready:
+            self.waiting = True
+            return
         if self.task is not None and not self.task.done():
             self.again = True
             return
@@ -279,6 +293,7 @@ class _Reloads:
                 self.agent.reload_failed(str(error))
 
     async def cancel(self):
+        self.closed = True
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

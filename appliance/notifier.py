@@ -182,9 +182,10 @@ class Notifier:
                 else dialog.remote_target
             destination = await resolve(hop, transports=tuple(self.stack.endpoint.local))
         except (ResolveError, ParseError) as error:
-            log.warning("cannot send NOTIFYs for %s: %s", self._watchers[subscription][0],
-                        error)
-            self._remove(subscription)
+            if subscription in self._watchers:
+                log.warning("cannot send NOTIFYs for %s: %s",
+                            self._watchers[subscription][0], error)
+                self._remove(subscription)
             return
         if subscription not in self._watchers:
             return  # ended meanwhile (its device left the config)
@@ -205,12 +206,14 @@ class Notifier:
                 self._send(subscription, subscription.notify(body, content_type, now))
 
     def reconsider(self, gone, allowed):
-        """After a config reload, before the devices named in `gone` are closed: end each
-        subscription to one of them with "terminated;reason=noresource" (RFC 6665: do not
-        subscribe again), and each whose watcher `allowed(user, name)` no longer lets
-        watch its device with "reason=rejected"."""
+        """After a config reload: end each subscription to a device of `gone` (name ->
+        its last status) with "terminated;reason=noresource" (RFC 6665: do not subscribe
+        again), and each whose watcher `allowed(user, name)` no longer lets watch its
+        device with "reason=rejected"."""
         now = self.stack.now()
         for subscription, (name, user, destination) in list(self._watchers.items()):
+            if subscription.ending:
+                continue
             if name in gone:
                 reason = "noresource"
             elif not allowed(user, name):
@@ -222,7 +225,7 @@ class Notifier:
             if destination is None:
                 self._remove(subscription)  # nowhere to send a NOTIFY yet
                 continue
-            content_type, body = self._body(subscription)
+            content_type, body = self._body(subscription, gone.get(name))
             self._send(subscription, subscription.terminate(body, content_type, now, reason))
         self._arm()
 

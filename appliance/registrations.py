@@ -165,6 +165,8 @@ class Registrations:
         deadline = self._loop.time() + UNREGISTER_WAIT if self._loop else 0
         while self._pending and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self.destination is not None:
+            self.stack.keep_flow(*self.destination, keep=False)  # idle now: it may close
 
     # -- events from the stack -----------------------------------------------------------
 

@@ -53,6 +53,11 @@ class Output(Device):
         else:
             raise DeviceError("%s (%s) cannot %s" % (self.name, self.type, action))
 
+    @property
+    def pulsing(self):
+        """True while a pulse keeps the output on."""
+        return self._pulse is not None
+
     def _cancel_pulse(self):
         if self._pulse is not None:
             self._pulse.cancel()

@@ -634,7 +634,18 @@ def test_a_reload_registers_the_new_unregisters_the_gone_and_leaves_the_rest(mon
     async def body():
         stack = FakeStack()
         registrations = make_registrations(stack, ["door", "porch", "bell"])
-        stack.registrar = lambda transaction: stack.handler(ok(transaction))
+
+        def registrar(transaction):  # challenges the bell, once it has credentials
+            request = transaction.request
+            if device(transaction) == "bell" and len(stack.sent) > 3 \
+                    and request.get("authorization") is None:
+                stack.handler(ResponseReceived(make_response(request, 401, to_tag="r1", fields=[
+                    ("WWW-Authenticate", 'Digest realm="home", nonce="n1", qop="auth"')]),
+                    transaction))
+            else:
+                stack.handler(ok(transaction))
+
+        stack.registrar = registrar
         await registrations.start()
         await asyncio.sleep(10)
         assert len(stack.sent) == 3
@@ -647,7 +658,10 @@ def test_a_reload_registers_the_new_unregisters_the_gone_and_leaves_the_rest(mon
         ])
         await asyncio.sleep(10)
         after = [(device(t), t.request.get("expires")) for t in stack.sent[3:]]
-        assert sorted(after) == [("bell", "600"), ("gate", "600"), ("porch", "0")]
+        assert sorted(after) == [("bell", "600"), ("bell", "600"), ("gate", "600"),
+                                 ("porch", "0")]
+        answer = [t.request for t in stack.sent if t.request.get("authorization")]
+        assert len(answer) == 1 and 'username="bell"' in answer[0].get("authorization")
         assert registrations.registrations["door"] is door  # its binding untouched
         assert [(entry["device"], entry["state"]) for entry in registrations.status()] == [
             ("door", "registered"), ("bell", "registered"), ("gate", "registered")]

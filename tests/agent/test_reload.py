@@ -2,12 +2,15 @@
 was, what changes, and what waits for a restart. Over real loopback UDP, on MockFactory
 pins; the SIGHUP itself, and a config that does not load, against `appliance run`."""
 
+import asyncio
 import json
 import logging
 import os
 import signal
+import socket
 
 from appliance.config import load
+from appliance.sip.message import make_response, parse_message
 
 from .support import agent_from, run, short_dir, wait_until
 from .test_cli import AgentProcess, appliance
@@ -182,13 +185,104 @@ def test_keys_only_a_restart_applies_keep_their_running_values(tmp_path, caplog)
             path = tmp_path / "home.toml"
             path.write_text((text + alice("porch") + PORCH).replace(
                 "{control}", short_dir(tmp_path) + "/control.sock"))
+            listen = agent.config.agent.listen
             changes = await agent.reload(load(str(path), environ={}))
             assert changes["restart"] == ["agent.listen"]
             assert agent.stack.bound == bound
-            assert agent.config.agent.listen == agent.config.agent.listen[:1]
+            assert agent.config.agent.listen == listen
 
     run(body())
     assert "config reload: agent.listen changed; restart the agent to apply it" in caplog.text
+
+
+def test_a_strike_rewired_during_its_pulse_ends_up_off(tmp_path):
+    async def body():
+        relay = STRIKE + "pulse = 30\n"
+        async with home(tmp_path, alice("strike"), relay) as agent, \
+                controller(agent) as user:
+            assert (await user.send("strike", b"pulse")).status == 200
+            assert pin(agent, "strike") == 1
+            await reload(agent, tmp_path, alice("strike"), relay.replace("pin = 24",
+                                                                         "pin = 25"))
+            assert pin(agent, "strike") == 0  # not held open until someone notices
+            assert agent.status()["devices"]["strike"]["state"] == "off"
+
+    run(body())
+
+
+def test_a_device_that_becomes_a_camera_ends_its_watchers(tmp_path):
+    async def body():
+        camera = '[[devices]]\nname = "frontdoor"\ntype = "camera"\nsource = "test"\n'
+        async with home(tmp_path, alice("frontdoor"), DOOR) as agent, \
+                watcher(agent) as user:
+            await user.subscribe("frontdoor")
+            await user.notify()
+            changes = await reload(agent, tmp_path, alice("frontdoor"), camera)
+            assert changes["removed"] == ["frontdoor"]
+            last = await user.notify()
+            assert last.get("subscription-state") == "terminated;reason=noresource"
+            assert json.loads(last.body)["state"] == "closed"  # its last state
+        # ... and the agent closed cleanly around it (the block above would raise).
+
+    run(body())
+
+
+def test_a_new_password_ends_the_watchers_of_the_old_one(tmp_path):
+    async def body():
+        async with home(tmp_path, alice("frontdoor"), DOOR) as agent, \
+                watcher(agent) as user:
+            await user.subscribe("frontdoor")
+            await user.notify()
+            await reload(agent, tmp_path, alice("frontdoor", password="leaked-no-more"), DOOR)
+            last = await user.notify()
+            assert last.get("subscription-state") == "terminated;reason=rejected"
+
+    run(body())
+
+
+class Registrar:
+    """A registrar on a loopback UDP socket that grants every REGISTER."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.uri = "sip:127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.registers = []  # (device, Expires)
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            data, source = await loop.sock_recvfrom(self.sock, 65535)
+            request = parse_message(data)
+            self.registers.append((request.to.uri.user, request.get("expires")))
+            contact = request.get("contact") + ";expires=%s" % request.get("expires")
+            response = make_response(request, 200, to_tag="r", fields=[("Contact", contact)])
+            await loop.sock_sendto(self.sock, response.to_bytes(), source)
+
+    def close(self):
+        self._task.cancel()
+        self.sock.close()
+
+
+def test_a_new_registrar_gets_every_device_and_the_old_one_their_goodbyes(tmp_path):
+    async def body():
+        first, second = Registrar(), Registrar()
+        proxy = '[proxy]\nregistrar = "%s"\npassword = "pw"\noutbound = false\n'
+        try:
+            async with home(tmp_path, proxy % first.uri, alice("porch"), PORCH) as agent:
+                assert await wait_until(lambda: first.registers == [("porch", "600")])
+                await reload(agent, tmp_path, proxy % second.uri, alice("porch"), PORCH)
+                assert first.registers[1:] == [("porch", "0")]
+                assert await wait_until(lambda: second.registers == [("porch", "600")])
+                assert await wait_until(
+                    lambda: agent.status()["registrations"][0]["registered"])
+        finally:
+            first.close()
+            second.close()
+
+    run(body())
 
 
 # -- SIGHUP against `appliance run` ----------------------------------------------------------
