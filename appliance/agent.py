@@ -73,6 +73,7 @@ class Agent:
         self.alerts = Alerts(self.stack, self._built(config), self.device_uri, config.proxy,
                              self.registrations)
         self.nat = self._nat_for(config)
+        self.mqtt = self._mqtt_for(config)
         self.stack.stun_handler = self._stun
         self.loop = None
         self.started = None
@@ -93,10 +94,20 @@ class Agent:
             instance_id=instance_id(config.agent.state_dir) if config.proxy.outbound
             else None,
             on_address_change=self._local_address_changed,
+            on_change=self._registration_changed,
         )
         self.stack.pong_handler = registrations.pong
         self.stack.closed_handler = registrations.connection_closed
         return registrations
+
+    def _mqtt_for(self, config):
+        if config.mqtt is None:
+            return None
+        from .bridges.mqtt import MqttBridge  # paho only when there is a broker
+
+        return MqttBridge(config.mqtt, config.agent.name, self.devices, self._built(config),
+                          instance_id(config.agent.state_dir), config.agent.state_dir,
+                          command=self._mqtt_command)
 
     def _nat_for(self, config):
         if config.nat is None or not config.nat.stun:
@@ -111,6 +122,10 @@ class Agent:
         await self.stack.start()
         self.notifier.start(self.loop)
         self.alerts.start(self.loop)
+        if self.mqtt is not None:
+            await self.mqtt.start(self.loop)
+            if self.registrations is not None:
+                self.mqtt.registrations(self.registrations.status())
         if self.nat is not None:
             await self.nat.start(self.loop)
             if self.registrations is not None:
@@ -148,6 +163,8 @@ class Agent:
             self.nat.close()
         if self.registrations is not None:
             await self.registrations.stop()
+        if self.mqtt is not None:
+            await self.mqtt.close()  # last: it tells of the unregistering too
         await self.stack.close()
         for device in self.devices.values():
             device.close()
@@ -205,6 +222,7 @@ class Agent:
             if name in previous:
                 device.follow(previous[name])
         await self._reload_network(old, config)
+        await self._reload_mqtt(old, config)
         self.alerts.update(self._built(config), config.proxy, self.registrations)
         self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
         self.config = config  # last: a reload that fails part way is tried whole again
@@ -231,6 +249,20 @@ class Agent:
     def reload_failed(self, problem):
         """A config read again could not be used: the running one stays."""
         self.loaded["error"] = problem
+
+    async def _reload_mqtt(self, old, config):
+        """A changed [mqtt] (or agent name) connects again; else discovery follows."""
+        if old.mqtt == config.mqtt and old.agent.name == config.agent.name:
+            if self.mqtt is not None:
+                self.mqtt.update(self._built(config))
+            return
+        if self.mqtt is not None:
+            await self.mqtt.close()
+        self.mqtt = self._mqtt_for(config)
+        if self.mqtt is not None:
+            await self.mqtt.start(self.loop)
+            if self.registrations is not None:
+                self.mqtt.registrations(self.registrations.status())
 
     async def _reload_network(self, old, config):
         """Registrations and STUN after a reload."""
@@ -391,6 +423,37 @@ class Agent:
         log.info("%s (%s): %s", device.name, device.type, event)
         self.notifier.device_changed(device.name, status)
         self.alerts.device_changed(device.name, event, status)
+        if self.mqtt is not None:
+            self.mqtt.device_changed(device.name, event, status)
+
+    def _registration_changed(self, name, status):
+        if self.mqtt is not None:
+            self.mqtt.registration_changed(name, status, self.registrations.status())
+
+    def _mqtt_command(self, name, payload):
+        """A command from `<base>/<name>/set`, trusted as far as the broker authenticates
+        its publisher. Returns None once done, else why it was refused."""
+        device = self.devices.get(name)
+        spec = next((d for d in self.config.devices if d.name == name), None)
+        if device is None or not isinstance(device, Output):
+            return "no light or relay named %r" % name
+        if not spec.mqtt_control:
+            return "MQTT control of %s is off (mqtt_control = false)" % name
+        text = payload.lstrip()
+        content_type = commands.JSON if text.startswith(b"{") else \
+            commands.DMP if text.startswith(b"<") else commands.TEXT
+        try:
+            command = commands.parse(content_type, payload)
+            status = device.apply(command)
+        except commands.CommandError as error:
+            return error.reason
+        except DeviceError as error:
+            return str(error)
+        log.info("%s: %s by MQTT -> %s", name, command.action
+                 + ("" if command.value is None else " %g" % command.value), status["state"])
+        if command.action == "status":
+            self.mqtt.device_changed(name, "status", status)
+        return None
 
     def simulate(self, name, state):
         if not self.config.agent.simulate:
@@ -420,7 +483,7 @@ class Agent:
             "subscriptions": self.notifier.status(),
             "alerts": self.alerts.status(),
             "calls": [],
-            "mqtt": None,
+            "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "config": dict(self.loaded),
             "sip": dict(
                 self.counters,

@@ -378,7 +378,7 @@ def cmd_status(args):
         print("keep-alive: none on %s" % nat["flow"])
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
                                             len(status["calls"])))
-    print("MQTT: %s" % (status["mqtt"] or "not configured"))
+    print("MQTT: %s" % _mqtt_line(status["mqtt"]))
     sip = status["sip"]
     print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
           % (sip["requests"], sip["rejected"], sip["dropped"], sip["transactions"]))
@@ -391,6 +391,20 @@ def cmd_status(args):
         print("  last reload failed, the running config stays:\n    %s"
               % loaded["error"].replace("\n", "\n    "))
     return 0
+
+
+def _mqtt_line(mqtt):
+    if mqtt is None:
+        return "not configured"
+    broker = mqtt["broker"] + (" (TLS)" if mqtt["tls"] else "")
+    counts = "%d published, %d queued%s" % (
+        mqtt["published"], mqtt["queued"],
+        ", %d dropped" % mqtt["dropped"] if mqtt["dropped"] else "")
+    if mqtt["connected"]:
+        return "connected to %s for %ss; %s" % (broker, mqtt["up_for"], counts)
+    retry = "" if mqtt["retry_in"] is None else "; next try in %ss" % mqtt["retry_in"]
+    return "not connected to %s (%s%s); %s" % (broker, mqtt["last_error"] or "connecting",
+                                                retry, counts)
 
 
 def cmd_sim(args):

@@ -45,6 +45,7 @@ from appliance.config_values import (
     _Password,
     _Path,
     _q,
+    _Topic,
     _Type,
     _Uri,
 )
@@ -196,11 +197,24 @@ class TlsConfig:
 @dataclass(frozen=True, kw_only=True)
 class MqttConfig:
     host: str = _key(_Type('e.g. "localhost"'), "localhost")
-    port: int = _key(_Number("a port number", 1, 65535), 1883)
-    base_topic: str = _key(_Type('e.g. "sip-appliance"'), "sip-appliance")
-    discovery: bool = _key(_Bool(), True)
+    port: int | None = _key(_Number("a port number", 1, 65535))  # None: 1883, 8883 with tls
+    base_topic: str = _key(_Topic(), "sip-appliance")
+    discovery: bool = _key(_Bool(), True)  # Home Assistant MQTT discovery
+    discovery_prefix: str = _key(_Topic(), "homeassistant")
+    client_id: str | None = _key(_Type('e.g. "frontdoor-pi"'))  # None: agent.name
     username: str | None = _key(_Type('e.g. "sip-appliance"'))
     password: Secret | None = _key(_Password())  # noqa: RUF009
+    # TLS to the broker: the system's CAs unless `ca`; a client certificate when
+    # `certificate` and `key` are set.
+    tls: bool = _key(_Bool(), False)
+    ca: str | None = _key(_Path("/etc/mosquitto/ca_certificates/ca.crt"))
+    certificate: str | None = _key(_Path("/etc/sip-appliance/mqtt-client.crt"))
+    key: str | None = _key(_Path("/etc/sip-appliance/mqtt-client.key"))
+    keepalive: int = _key(_Number("a keep-alive interval in seconds", 5, 3600), 60)
+    # Messages kept while the broker is away (the oldest go first past it), and kept on
+    # disk under agent.state_dir so that a restart loses none.
+    queue: int = _key(_Number("a number of messages", 1, 100000), 1000)
+    persist: bool = _key(_Bool(), True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,6 +258,7 @@ class LightDevice(Device):
     dimmable: bool = _key(_Bool(), False)
     initial: str = _key(_ON_OFF, "off")
     reply: bool = _key(_Bool(), False)  # a MESSAGE back with the state after a MESSAGE
+    mqtt_control: bool = _key(_Bool(), True)  # obey <base_topic>/<name>/set
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +269,7 @@ class RelayDevice(Device):
     pulse: float | None = _key(_PERIOD)  # seconds a `pulse` command keeps it on
     initial: str = _key(_ON_OFF, "off")
     reply: bool = _key(_Bool(), False)
+    mqtt_control: bool = _key(_Bool(), True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -533,6 +549,18 @@ def _check_sections(sections: dict[str, dict[str, Any]], layers: dict[str, _Laye
         problems.append(f"tls.{missing}: missing; set both tls.certificate and tls.key")
     if mqtt and mqtt["password"] is not None and mqtt["username"] is None:
         problems.append("mqtt.username: missing; set it, the broker needs it with the password")
+    if mqtt and (mqtt["certificate"] is None) != (mqtt["key"] is None):
+        missing = "key" if mqtt["key"] is None else "certificate"
+        problems.append(f"mqtt.{missing}: missing; a client certificate needs both "
+                        "mqtt.certificate and mqtt.key")
+    if mqtt and not mqtt["tls"]:
+        for name in ("ca", "certificate"):
+            if mqtt[name] is not None:
+                problems.append(f"mqtt.{name}: only used over TLS; set mqtt.tls = true "
+                                f"or remove mqtt.{name}")
+    if mqtt and mqtt["base_topic"] == mqtt["discovery_prefix"]:
+        problems.append(f"mqtt.base_topic: {_q(mqtt['base_topic'])} is the discovery prefix "
+                        "too; give the agent its own, e.g. \"sip-appliance\"")
 
 
 def _check_devices(sections: dict[str, dict[str, Any]], users: list[_Entry],

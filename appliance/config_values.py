@@ -168,6 +168,20 @@ def _name(noun: str) -> _Chars:
     return _Chars('e.g. "frontdoor"', _NAME_CHARS, noun, 'letters, digits, "-", "_" and "."')
 
 
+class _Topic(_Type):
+    """An MQTT topic prefix: levels without wildcards, not starting or ending with "/"."""
+
+    def __init__(self) -> None:
+        super().__init__('e.g. "sip-appliance" or "home/frontdoor-pi"')
+
+    def check(self, value: str, base_dir: str) -> Any:
+        if any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/") \
+                or "//" in value:
+            raise _Invalid(f"{_q(value)} is not a topic prefix; use levels joined by \"/\" "
+                           f"without + or #, {self.example}")
+        return super().check(value, base_dir)
+
+
 class _Choice(_Type):
     def __init__(self, noun: str, *choices: str) -> None:
         quoted = [_q(choice) for choice in choices]

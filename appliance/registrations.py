@@ -42,12 +42,14 @@ FLOW_STABLE = 60000  # ms a flow must last before its failure counts as the firs
 
 class Registrations:
     def __init__(self, stack, proxy, devices, domain=None, keepalive=0, instance_id=None,
-                 on_address_change=None):
+                 on_address_change=None, on_change=None):
         """`proxy` is the [proxy] config; `devices` the [[devices]] configs; `domain` the
         host part of the addresses of record (default: the registrar's host); `keepalive`
         the seconds between keep-alives on the flow to the registrar (0: none);
         `instance_id` the agent's RFC 5626 instance UUID (None: no outbound);
-        `on_address_change()` is called when the local address changes."""
+        `on_address_change()` is called when the local address changes;
+        `on_change(name, status)` when device `name`'s registration changes state (its
+        status() entry)."""
         self.stack = stack
         self.proxy = proxy
         self.devices = list(devices)
@@ -55,6 +57,7 @@ class Registrations:
         self.keepalive_interval = keepalive
         self.instance_id = instance_id
         self.on_address_change = on_address_change
+        self.on_change = on_change
         self.route = ()
         if proxy.outbound_proxy:
             route = proxy.outbound_proxy
@@ -72,6 +75,7 @@ class Registrations:
         self.error = None  # why the registrar cannot be reached yet
         self._resolve_failures = 0
         self.registrations = {}  # device name -> Registration
+        self._names = {}  # Registration -> device name (also once it is leaving)
         self._pending = {}  # client transaction -> (Registration, index of its target)
         self._tries = {}  # Registration -> servers tried in its current attempt
         self._flow_failures = 0  # consecutive: flows that failed soon after they came up
@@ -147,6 +151,7 @@ class Registrations:
             route=self.route,
         )
         self.registrations[device.name] = registration
+        self._names[registration] = device.name
         self._send(registration, registration.start(now))
 
     async def stop(self):
@@ -468,6 +473,9 @@ class Registrations:
         elif registration.last_error is not None and registration.state == BACKOFF:
             log.warning("%s not registered: %s; next attempt in %s s", registration.aor,
                         printable(registration.last_error), status["next_register_in"])
+        name = self._names.get(registration)
+        if self.on_change is not None and name is not None:
+            self.on_change(name, dict(status, device=name))
 
     def _arm(self):
         if self._timer is not None:

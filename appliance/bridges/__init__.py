@@ -1,0 +1,1 @@
+"""Bridges from the agent to the home around it: MQTT (and Home Assistant discovery)."""

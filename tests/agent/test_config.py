@@ -179,7 +179,7 @@ def test_section_defaults(tmp_path):
     assert cfg.nat == config.NatConfig(stun=None, keepalive=25)
     assert cfg.mqtt == config.MqttConfig(
         host="localhost",
-        port=1883,
+        port=None,  # 1883, or 8883 with tls
         base_topic="sip-appliance",
         discovery=True,
         username=None,

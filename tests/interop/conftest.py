@@ -22,7 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from .peers import HOST, Baresip, Coturn, Kamailio, PeerMissing, free_port
+from .peers import (
+    HOST,
+    Baresip,
+    Certificates,
+    Coturn,
+    Kamailio,
+    Mosquitto,
+    PeerMissing,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_TIMEOUT = 15.0  # seconds for `appliance run` to print its banner
@@ -61,6 +70,22 @@ def start_coturn(workdir, **kwargs):
         return Coturn(workdir, **kwargs)
     except PeerMissing as missing:
         peer_unavailable("coturn (`turnserver`)", str(missing).rpartition("; ")[2])
+
+
+def start_mosquitto(workdir, **kwargs):
+    """A Mosquitto broker to use in `with`: a failure in CI when it is not installed."""
+    try:
+        return Mosquitto(workdir, **kwargs)
+    except PeerMissing as missing:
+        peer_unavailable("Mosquitto (`mosquitto`)", str(missing).rpartition("; ")[2])
+
+
+def make_certificates(workdir):
+    """A test CA with server and client certificates (openssl)."""
+    try:
+        return Certificates(workdir)
+    except PeerMissing as missing:
+        peer_unavailable("openssl", str(missing).rpartition("; ")[2])
 
 
 @contextlib.contextmanager

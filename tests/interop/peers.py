@@ -1,4 +1,5 @@
-"""Real peers the interop tests (and bench/) start and stop: Kamailio as the home proxy.
+"""Real peers the interop tests (and bench/) start and stop: Kamailio as the home proxy,
+coturn for STUN, baresip as a softphone, Mosquitto as the MQTT broker.
 
 `Kamailio(workdir, users={"alice": "s3cret"})` fills tests/interop/kamailio/kamailio.cfg.in,
 runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit. No
@@ -8,6 +9,7 @@ failure in CI.
 
 import errno
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -222,3 +224,110 @@ class Baresip(_Peer):
 
     def shown(self):
         return re.sub(r"\x1b\[[0-9;]*m", "", self.log())
+
+
+class Mosquitto(_Peer):
+    """Mosquitto on HOST and a free port; `stop()` and `start()` again on the same port
+    (its persistence keeps sessions and retained messages across, as a real one does).
+    `users` ({name: password}) turns anonymous access off; `tls` (a Certificates) adds
+    TLS with client certificates required."""
+
+    def __init__(self, workdir, users=None, tls=None, host=HOST, prefix=()):
+        self.binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        if self.binary is None:
+            raise PeerMissing("Mosquitto (`mosquitto`) is not installed; "
+                              "apt-get install mosquitto mosquitto-clients")
+        self.workdir = Path(workdir)
+        self.users = users
+        self.tls = tls
+        self.host = host
+        self.port = free_port()
+        self.prefix = list(prefix)
+        self.process = None
+        self.log_path = self.workdir / "mosquitto.log"
+
+    def _config(self):
+        # Run as whoever runs the tests: as root it would switch to a `mosquitto` user
+        # that cannot read the test's files.
+        lines = ["user %s" % pwd.getpwuid(os.getuid()).pw_name,
+                 "persistence true", "persistence_location %s/" % self.workdir,
+                 "log_dest file %s" % self.log_path, "log_type all",
+                 "listener %d %s" % (self.port, self.host)]
+        if self.users is None:
+            lines.append("allow_anonymous true")
+        else:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("")
+            for name, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), name, password],
+                               check=True, capture_output=True)
+            lines += ["allow_anonymous false", "password_file %s" % passwords]
+        if self.tls is not None:
+            lines += ["cafile %s" % self.tls.ca, "certfile %s" % self.tls.server_cert,
+                      "keyfile %s" % self.tls.server_key, "require_certificate true"]
+        path = self.workdir / "mosquitto.conf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def __enter__(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.start()
+        return self
+
+    def start(self):
+        config = self._config()
+        self.process = subprocess.Popen(
+            [*self.prefix, self.binary, "-c", str(config)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _accepts(self.host, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise AssertionError("Mosquitto did not start:\n" + self.log())
+            time.sleep(0.05)
+
+    def stop(self):
+        """Stop it (SIGTERM: it saves its persistence file first)."""
+        self.__exit__(None, None, None)
+
+
+def _accepts(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Certificates:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with
+    `openssl` in `workdir`."""
+
+    def __init__(self, workdir, host=HOST):
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca, ca_key = workdir / "ca.crt", workdir / "ca.key"
+        self.server_cert, self.server_key = workdir / "server.crt", workdir / "server.key"
+        self.client_cert, self.client_key = workdir / "client.crt", workdir / "client.key"
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise PeerMissing("openssl is not installed; apt-get install openssl")
+
+        def run(*args):
+            subprocess.run([openssl, *args], check=True, capture_output=True)
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=test CA", "-keyout", str(ca_key), "-out", str(self.ca))
+        for cert, key, name, extra in (
+            (self.server_cert, self.server_key, host, "subjectAltName=IP:%s" % host),
+            (self.client_cert, self.client_key, "sip-appliance", "extendedKeyUsage=clientAuth"),
+        ):
+            request = workdir / (name + ".csr")
+            extensions = workdir / (name + ".ext")
+            extensions.write_text(extra + "\n")
+            run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name,
+                "-keyout", str(key), "-out", str(request))
+            run("x509", "-req", "-in", str(request), "-CA", str(self.ca), "-CAkey",
+                str(ca_key), "-CAcreateserial", "-days", "2", "-extfile", str(extensions),
+                "-out", str(cert))
