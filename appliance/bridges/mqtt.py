@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -274,6 +275,8 @@ class MqttBridge:
             return self.last_error
         self._attached = True
         sock = client.socket()
+        # A state and an event of one edge go out back to back: no Nagle wait between.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._loop.add_reader(sock, self._readable)
         if client.want_write():
             self._loop.add_writer(sock, self._writable)
