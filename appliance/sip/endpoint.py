@@ -19,6 +19,7 @@ from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRe
 from .headers import split_list
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
+    ACCEPTED,
     PROCEEDING,
     ClientTransaction,
     ServerTransaction,
@@ -226,7 +227,7 @@ class Endpoint:
         transaction = self.client_transactions.get(key)
         if transaction is None:
             # A stray response, or a 2xx to INVITE retransmitted after its transaction
-            # ended (the dialog's business, once calls exist).
+            # left Accepted (64*T1 after the first: its ACKs went long ago).
             self._emit(MessageDropped("response matches no transaction", peer, None))
             return
         transaction.receive_response(response, now)
@@ -321,6 +322,14 @@ class Endpoint:
 
     def send_response(self, transaction, response, now):
         transaction.send_response(response, now)
+
+    def resend_2xx(self, transaction):
+        """Send the 2xx of an INVITE server transaction again (RFC 6026: the TU
+        retransmits it until the ACK comes); False once the transaction has ended."""
+        if transaction.state != ACCEPTED:
+            return False
+        transaction._send()
+        return True
 
     def _reject(self, transaction, status, reason, fields, now):
         fields = list(fields)

@@ -1,4 +1,10 @@
-"""The four transaction state machines of RFC 3261 section 17 and their timers A-K.
+"""The four transaction state machines of RFC 3261 section 17 and their timers A-K, with
+the Accepted states of RFC 6026 for INVITE (timers L and M).
+
+A 2xx to INVITE moves both INVITE machines to Accepted, where they stay 64*T1: the server
+sends the 2xx again when its TU asks (the TU retransmits until the ACK, which is a
+transaction of its own) and absorbs retransmitted INVITEs; the client passes each 2xx on
+(more forks, or a retransmission its ACK was lost for), so the TU can ACK every one.
 
 Transitions are data (`TRANSITIONS`, one table per machine, states named as in the RFC's
 figures 5-8); the methods only perform the actions that go with a transition. A
@@ -18,6 +24,7 @@ from .message import Request
 CALLING = "Calling"
 TRYING = "Trying"
 PROCEEDING = "Proceeding"
+ACCEPTED = "Accepted"
 COMPLETED = "Completed"
 CONFIRMED = "Confirmed"
 TERMINATED = "Terminated"
@@ -32,10 +39,11 @@ NON_INVITE_SERVER = "non-INVITE server"
 TRANSITIONS = {
     INVITE_CLIENT: {
         CALLING: {
-            "1xx": PROCEEDING, "2xx": TERMINATED, "300-699": COMPLETED,
+            "1xx": PROCEEDING, "2xx": ACCEPTED, "300-699": COMPLETED,
             "timer B": TERMINATED, "transport error": TERMINATED,
         },
-        PROCEEDING: {"1xx": PROCEEDING, "2xx": TERMINATED, "300-699": COMPLETED},
+        PROCEEDING: {"1xx": PROCEEDING, "2xx": ACCEPTED, "300-699": COMPLETED},
+        ACCEPTED: {"2xx": ACCEPTED, "timer M": TERMINATED},
         COMPLETED: {"300-699": COMPLETED, "timer D": TERMINATED, "transport error": TERMINATED},
     },
     NON_INVITE_CLIENT: {
@@ -51,9 +59,10 @@ TRANSITIONS = {
     },
     INVITE_SERVER: {
         PROCEEDING: {
-            "1xx": PROCEEDING, "2xx": TERMINATED, "300-699": COMPLETED,
+            "1xx": PROCEEDING, "2xx": ACCEPTED, "300-699": COMPLETED,
             "transport error": TERMINATED,
         },
+        ACCEPTED: {"2xx": ACCEPTED, "timer L": TERMINATED},
         COMPLETED: {"ACK": CONFIRMED, "timer H": TERMINATED, "transport error": TERMINATED},
         CONFIRMED: {"timer I": TERMINATED},
     },
@@ -156,8 +165,11 @@ class ClientTransaction(Transaction):
     def receive_response(self, response, now):
         klass = status_class(response.status)
         absorbed = self.state == COMPLETED
+        accepted = self.state == ACCEPTED
         if not self._move(klass):
             return
+        if self.machine == INVITE_CLIENT and klass == "2xx" and not accepted:
+            self._arm("M", 64 * self.owner.timers.t1, now)
         if self.machine == INVITE_CLIENT and klass == "300-699":
             self.owner._transmit(self._ack(response).to_bytes(), *self.destination)
             if absorbed:
@@ -202,7 +214,7 @@ class ClientTransaction(Transaction):
         elif name in ("B", "F"):
             if self._move("timer " + name):
                 self.owner._emit(TransactionTimedOut(self))
-        elif name in ("D", "K"):
+        elif name in ("D", "K", "M"):
             self._move("timer " + name)
 
     def transport_error(self):
@@ -250,7 +262,7 @@ class ServerTransaction(Transaction):
                     self._arm("I", self.owner.timers.t4, now)
             return
         if self.last_response is not None and self.state in (PROCEEDING, COMPLETED):
-            self._send()
+            self._send()  # in Accepted the TU resends the 2xx on its own schedule
 
     def send_response(self, response, now):
         klass = status_class(response.status)
@@ -259,10 +271,11 @@ class ServerTransaction(Transaction):
             raise InvalidState(
                 "cannot send %d in state %s of %s" % (response.status, state, self)
             )
+        accepted = state == ACCEPTED
         self.last_response = response.to_bytes()
         self._send()
         self._move(klass)
-        if klass == "1xx":
+        if klass == "1xx" or accepted:
             return
         timers = self.owner.timers
         if self.machine == NON_INVITE_SERVER:
@@ -275,6 +288,8 @@ class ServerTransaction(Transaction):
                     self.interval = timers.t1
                     self._arm("G", timers.t1, now)
                 self._arm("H", 64 * timers.t1, now)
+            else:
+                self._arm("L", 64 * timers.t1, now)
         elif self.reliable:
             self._move("timer J")
         else:
@@ -294,7 +309,7 @@ class ServerTransaction(Transaction):
         elif name == "H":
             if self._move("timer H"):
                 self.owner._emit(TransactionTimedOut(self))
-        elif name in ("I", "J"):
+        elif name in ("I", "J", "L"):
             self._move("timer " + name)
 
     def transport_error(self):

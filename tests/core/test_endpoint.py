@@ -15,7 +15,7 @@ from appliance.sip.events import (
     ResponseReceived,
 )
 from appliance.sip.message import Request, Response, make_response, parse_message
-from appliance.sip.transaction import COMPLETED, CONFIRMED, PROCEEDING, TERMINATED
+from appliance.sip.transaction import ACCEPTED, COMPLETED, CONFIRMED, PROCEEDING, TERMINATED
 
 from .helpers import (
     ALICE,
@@ -580,10 +580,12 @@ class CancelTest(UasCase):
         self.accepted(invite(branch="z9hG4bK-inv"))
         self.rejected(cancel(branch="z9hG4bK-other"), 481)
 
-    def test_cancel_after_a_2xx_gets_481(self):
+    def test_cancel_after_a_2xx_gets_200_and_changes_nothing(self):
         invited = self.accepted(invite())
         self.respond(invited.transaction, 200)
-        self.rejected(cancel(), 481)
+        events, out = self.receive(cancel())
+        self.assertEqual(events, [])  # the call stands
+        self.assertEqual([parse_message(d.data).status for d in out], [200])
 
     def test_retransmitted_cancel(self):
         self.accepted(invite())
@@ -870,7 +872,7 @@ class UaPairTest(unittest.TestCase):
         pair.deliver()
         responses = [e.response for e in drain(pair.alice)]
         self.assertEqual([r.status for r in responses], [180, 200])
-        self.assertEqual(invite_tx.state, TERMINATED)
+        self.assertEqual(invite_tx.state, ACCEPTED)
         alice_dialog = Dialog.as_uac(invite_tx.request, responses[1])
         pair.alice.add_dialog(alice_dialog)
         # The ACK for the 2xx: built from the dialog, sent without a transaction.

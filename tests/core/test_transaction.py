@@ -8,6 +8,7 @@ from appliance.sip.errors import InvalidState
 from appliance.sip.events import TransportFailed
 from appliance.sip.message import Request, make_response, parse_message
 from appliance.sip.transaction import (
+    ACCEPTED,
     CALLING,
     COMPLETED,
     CONFIRMED,
@@ -405,24 +406,34 @@ class InviteClientUdpTest(ClientCase):
         self.assertEqual(self.ep.client_transactions, {})
         self.assertEqual(drain(self.ep), [])  # D ends quietly
 
-    def test_2xx_terminates_and_is_passed_up(self):
+    def test_2xx_is_passed_up_and_accepted_lasts_64_t1(self):
         tx, first = self.send(invite())
+        self.run_to(100)
         self.receive(answer(first, 180))
         events = self.receive(answer(first, 200))
         self.assertEqual(kinds(events), ["ResponseReceived"])
         self.assertEqual(events[0].response.status, 200)
         self.assertIs(events[0].transaction, tx)
-        self.assertEqual(tx.state, TERMINATED)
+        self.assertEqual(tx.state, ACCEPTED)  # RFC 6026
         self.assertEqual(tx.response.status, 200)
-        self.assertEqual(self.ep.client_transactions, {})
-        # The ACK for a 2xx is the TU's: the transaction sends none.
+        # The ACK for a 2xx is the TU's: the transaction sends none ...
         self.assertEqual(sent(self.ep), [])
-        self.assertEqual(self.run_to(64000), [])
+        # ... and every 2xx that follows (its ACK lost, or another fork) goes up too.
+        self.assertEqual(self.run_to(2000), [])
+        again = self.receive(answer(first, 200, to_tag="fork2"))
+        self.assertEqual(kinds(again), ["ResponseReceived"])
+        self.assertEqual(again[0].response.to.tag, "fork2")
+        self.assertEqual(self.run_to(32099), [])
+        self.assertEqual(tx.state, ACCEPTED)
+        self.run_to(32100)  # timer M = 64*T1 after the first 2xx
+        self.assertEqual(tx.state, TERMINATED)
+        self.assertEqual(self.ep.client_transactions, {})
+        self.assertEqual(drain(self.ep), [])
 
     def test_2xx_in_calling(self):
         tx, first = self.send(invite())
         self.receive(answer(first, 200))
-        self.assertEqual(tx.state, TERMINATED)
+        self.assertEqual(tx.state, ACCEPTED)
 
     def test_transport_error_in_calling(self):
         tx, _ = self.send(invite())
@@ -712,13 +723,22 @@ class InviteServerUdpTest(ServerCase):
         self.assertEqual(self.receive(ack()), [])
         self.assertEqual(tx.state, PROCEEDING)
 
-    def test_2xx_terminates_at_once(self):
+    def test_2xx_is_accepted_for_64_t1_and_resent_only_by_the_tu(self):
         tx = self.start(invite())
         self.respond(tx, 180)
-        self.respond(tx, 200)
+        _, ok = self.respond(tx, 200)
+        self.assertEqual(tx.state, ACCEPTED)  # RFC 6026
+        # 2xx retransmission is the TU's business, not the transaction's ...
+        self.assertEqual(self.run_to(1000), [])
+        self.assertTrue(self.ep.resend_2xx(tx))
+        self.assertEqual([d.data for d in sent(self.ep)], [ok.data])
+        # ... and a retransmitted INVITE is absorbed, not answered again nor passed up.
+        self.assertEqual(self.receive(invite(), at=1500), [])
+        self.assertEqual(sent(self.ep), [])
+        self.run_to(32000)  # timer L
         self.assertEqual(tx.state, TERMINATED)
         self.assertEqual(self.ep.server_transactions, {})
-        # 2xx retransmission is the TU's business, not the transaction's.
+        self.assertFalse(self.ep.resend_2xx(tx))
         self.assertEqual(self.run_to(64000), [])
 
     def test_final_after_final_raises(self):
@@ -794,9 +814,9 @@ class TransitionsTableTest(unittest.TestCase):
     }
     # The timers each machine may act on (RFC 3261 figures 5-8), A/E/G retransmit only.
     TIMERS = {
-        INVITE_CLIENT: ("timer B", "timer D"),
+        INVITE_CLIENT: ("timer B", "timer D", "timer M"),
         NON_INVITE_CLIENT: ("timer F", "timer K"),
-        INVITE_SERVER: ("timer H", "timer I"),
+        INVITE_SERVER: ("timer H", "timer I", "timer L"),
         NON_INVITE_SERVER: ("timer J",),
     }
     INPUTS = ("1xx", "2xx", "300-699", "ACK", "transport error")
@@ -842,7 +862,8 @@ class TransitionsTableTest(unittest.TestCase):
                                     "%s: %s" % (machine, name))
 
     def test_states_are_named_as_in_the_rfc(self):
-        names = ("Calling", "Trying", "Proceeding", "Completed", "Confirmed", "Terminated")
+        names = ("Calling", "Trying", "Proceeding", "Accepted", "Completed", "Confirmed",
+                 "Terminated")  # Accepted: RFC 6026
         for table in TRANSITIONS.values():
             for state, moves in table.items():
                 self.assertIn(state, names)
@@ -854,7 +875,7 @@ class TransitionsTableTest(unittest.TestCase):
             self.assertEqual(CONFIRMED in self.reachable(machine), machine == INVITE_SERVER)
 
     def test_client_final_responses(self):
-        self.assertEqual(TRANSITIONS[INVITE_CLIENT][CALLING]["2xx"], TERMINATED)
+        self.assertEqual(TRANSITIONS[INVITE_CLIENT][CALLING]["2xx"], ACCEPTED)
         self.assertEqual(TRANSITIONS[INVITE_CLIENT][PROCEEDING]["300-699"], COMPLETED)
         self.assertEqual(TRANSITIONS[NON_INVITE_CLIENT][TRYING]["2xx"], COMPLETED)
 
