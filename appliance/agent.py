@@ -435,7 +435,7 @@ class Agent:
         its publisher. Returns None once done, else why it was refused."""
         device = self.devices.get(name)
         spec = next((d for d in self.config.devices if d.name == name), None)
-        if device is None or not isinstance(device, Output):
+        if device is None or not isinstance(device, Output) or spec is None:
             return "no light or relay named %r" % name
         if not spec.mqtt_control:
             return "MQTT control of %s is off (mqtt_control = false)" % name

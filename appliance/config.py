@@ -291,6 +291,9 @@ class IntercomDevice(Device):
     dtmf_code: str | None = _key(_Chars('e.g. "1234"', "0123456789", "DTMF code", "digits 0-9"))
     strike: str | None = _key(_name("device name"))  # a relay's name
     audio: str = _key(_Type('e.g. "default", "null" or a WAV file'), "default")
+    max_calls: int = _key(_Number("a number of calls", 1, 8), 1)  # more: 486 Busy Here
+    max_call_time: float = _key(_PERIOD, 600.0)  # seconds; then the intercom hangs up
+    rtp_timeout: float = _key(_PERIOD, 30.0)  # seconds without RTP before it hangs up
 
 
 @dataclass(frozen=True, kw_only=True)

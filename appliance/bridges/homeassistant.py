@@ -88,16 +88,21 @@ class Discovery:
                 "value_template": "{{ value_json.state }}", "payload_on": "open",
                 "payload_off": "closed", "json_attributes_topic": state,
             }
+        elif spec.type == "light" and not control:
+            # Home Assistant's light needs a command topic: without MQTT control it is a
+            # read-only binary sensor.
+            yield "binary_sensor", spec.name, {
+                "name": label, "state_topic": state, "value_template": "{{ value_json.state }}",
+                "payload_on": "ON", "payload_off": "OFF", "device_class": "light",
+            }
         elif spec.type == "light":
             config = {
-                "name": label, "schema": "json", "state_topic": state,
+                "name": label, "schema": "json", "state_topic": state, "command_topic": command,
                 "supported_color_modes": ["brightness" if spec.dimmable else "onoff"],
             }
             if spec.dimmable:
                 config["brightness"] = True
                 config["brightness_scale"] = 100
-            if control:
-                config["command_topic"] = command
             yield "light", spec.name, config
         elif spec.type == "relay":
             config = {

@@ -24,6 +24,7 @@ connection keeps paho from sending again what the outbox sends itself.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -62,6 +63,21 @@ def state_payload(device, status):
         if not dimmable:
             payload.pop("brightness", None)
     return payload
+
+
+def _guarded(callback):
+    """paho raises again what a callback raises, in the middle of reading a packet, which
+    is then read again at every wake-up: log it here instead, and carry on."""
+
+    @functools.wraps(callback)
+    def guarded(self, *args):
+        try:
+            return callback(self, *args)
+        except Exception:
+            log.exception("MQTT: %s failed", callback.__name__)
+            return None
+
+    return guarded
 
 
 def retry_delay(failures, random):
@@ -154,7 +170,10 @@ class MqttBridge:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            except Exception:  # a bug: say so, and still keep the messages
+                log.exception("MQTT connection task failed")
         self.outbox.save()
+        await self.outbox.flush()
         if len(self.outbox):
             log.info("MQTT: %d message(s) not delivered yet; kept for the next start",
                      len(self.outbox))
@@ -241,13 +260,14 @@ class MqttBridge:
         failures = 0
         while not self._closing:
             self._lost = asyncio.Event()
+            self._since = None  # set by a CONNACK that accepts us
             error = await self._connect()
             if error is None:
                 await self._lost.wait()
                 if self._closing:
                     return
                 if self._since is not None and self._loop.time() - self._since >= STABLE:
-                    failures = 0
+                    failures = 0  # a connection that lasted: its loss is a first failure
                 error = self.last_error
             failures += 1
             delay = retry_delay(failures, self.random)
@@ -264,9 +284,9 @@ class MqttBridge:
     async def _connect(self):
         """Connect a fresh client; None once its socket is watched (CONNACK follows), else
         what went wrong."""
-        client = self._new_client()
-        self._client = client
         try:
+            client = self._new_client()  # reads the TLS files: a bad one is an error here
+            self._client = client
             await asyncio.to_thread(client.connect, self.config.host, self.port,
                                     self.config.keepalive)
         except (OSError, ssl.SSLError, ValueError) as error:
@@ -286,8 +306,10 @@ class MqttBridge:
 
     def _new_client(self):
         config = self.config
+        # reconnect_on_failure: paho would connect again by itself, blocking, inside a read.
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=paho.MQTTv311, clean_session=True)
+                             protocol=paho.MQTTv311, clean_session=True,
+                             reconnect_on_failure=False)
         client.will_set(self.base + "/availability", "offline", qos=1, retain=True)
         if config.username is not None:
             client.username_pw_set(config.username, config.password.reveal()
@@ -307,12 +329,15 @@ class MqttBridge:
 
     # -- paho on the event loop ------------------------------------------------------------
 
+    @_guarded
     def _readable(self):
         self._client.loop_read()
 
+    @_guarded
     def _writable(self):
         self._client.loop_write()
 
+    @_guarded
     def _housekeeping(self):
         self._misc = None
         if self._attached:
@@ -367,6 +392,7 @@ class MqttBridge:
         self._inflight.clear()
         self._sent.clear()
 
+    @_guarded
     def _on_connect(self, client, userdata, flags, reason, properties):
         if client is not self._client:
             return
@@ -396,6 +422,7 @@ class MqttBridge:
         self._publish_states()
         self._pump()
 
+    @_guarded
     def _on_disconnect(self, client, userdata, flags, reason, properties):
         if client is not self._client:
             return
@@ -410,6 +437,7 @@ class MqttBridge:
         if self._lost is not None:
             self._lost.set()
 
+    @_guarded
     def _on_publish(self, client, userdata, mid, reason, properties):
         message = self._inflight.pop(mid, None)
         if message is None or client is not self._client:
@@ -419,6 +447,7 @@ class MqttBridge:
         self.published += 1
         self._pump()
 
+    @_guarded
     def _on_message(self, client, userdata, message):
         topic = message.topic
         if topic == self.config.discovery_prefix + "/status":
@@ -439,10 +468,13 @@ class MqttBridge:
     # -- what goes out -------------------------------------------------------------------
 
     def _add(self, message):
-        if self._loop is None or self._closing:
+        """Queue `message` and send what may go. While the bridge closes (a reload that
+        changes [mqtt]) it is still queued: the file hands it to the next bridge."""
+        if self._loop is None:
             return
-        self.outbox.add(message, durable=not self.connected)
-        self._pump()
+        self.outbox.add(message, durable=not self.connected or self._closing)
+        if not self._closing:
+            self._pump()
 
     def _pump(self):
         """Send the outbox's messages in order, WINDOW at a time."""
@@ -475,18 +507,20 @@ class MqttBridge:
         self._configs = configs
 
     def _publish_states(self):
-        """The state of each device whose latest state is not waiting in the outbox (the
-        broker may have lost its retained messages)."""
-        waiting = {message.topic for message in self.outbox if message.retain}
+        """Each device's state now, unless it is the last one waiting in the outbox: the
+        broker may have lost its retained messages, and what waits may be from before a
+        restart of the agent (a door that changed meanwhile, lights back at `initial`)."""
+        waiting = {message.topic: message.payload for message in self.outbox
+                   if message.retain}
         for name, device in self.devices.items():
             topic = "%s/%s" % (self.base, name)
-            if topic not in waiting:
-                self.outbox.add(Message(topic, _dumps(state_payload(device, device.status())),
-                                        retain=True))
+            payload = _dumps(state_payload(device, device.status()))
+            if waiting.get(topic) != payload:
+                self.outbox.add(Message(topic, payload, retain=True))
+        topic = self.base + "/registration"
         if self.registration_summary is not None \
-                and self.base + "/registration" not in waiting:
-            self.outbox.add(Message(self.base + "/registration", self.registration_summary,
-                                    retain=True))
+                and waiting.get(topic) != self.registration_summary:
+            self.outbox.add(Message(topic, self.registration_summary, retain=True))
 
     def _stale_config(self, topic, payload):
         """A retained config of our node that this config no longer has (a device removed
@@ -496,8 +530,8 @@ class MqttBridge:
         log.info("removing the Home Assistant config %s: no such device now", topic)
         self._client.publish(topic, b"", qos=1, retain=True)
         name = topic.split("/")[-2]
-        if name not in self.devices:
-            self._client.publish("%s/%s" % (self.base, name), b"", qos=1, retain=True)
+        if name not in self.devices:  # after any state of it still waiting
+            self._add(Message("%s/%s" % (self.base, name), "", retain=True))
 
     # -- commands --------------------------------------------------------------------------
 

@@ -55,25 +55,32 @@ def test_while_the_broker_is_away_the_file_holds_every_message(tmp_path):
     outbox = Outbox(10, path)
     sent = state(1)
     outbox.add(sent)  # connected: memory only
+    outbox.written()
     assert not os.path.exists(path)
     outbox.save()  # the connection went: the file holds what was in flight too
     outbox.add(event(2), durable=True)
     outbox.add(state(3), durable=True)
+    outbox.written()
     again = Outbox(10, path)
     assert again.load() == 3
     assert payloads(again) == payloads(outbox)
     for message in list(outbox):
         outbox.done(message)
+    outbox.written()
     assert open(path).read() == ""  # all delivered: nothing to send twice after a restart
 
 
 def test_a_damaged_line_is_skipped_and_the_rest_kept(tmp_path, caplog):
     path = tmp_path / "outbox.jsonl"
     good = json.dumps({"topic": "base/porch", "payload": "{}", "retain": True})
-    path.write_text(good + "\n{not json\n" + good + "\n")
+    path.write_text(good + "\n{not json\n" + good + '\n{"topic": "base/porch", "pay')
     outbox = Outbox(10, str(path))
     assert outbox.load() == 2
     assert "outbox.jsonl:2: not a kept MQTT message; skipped" in caplog.text
+    outbox.add(state(3), durable=True)  # not glued onto the torn last line
+    outbox.written()
+    again = Outbox(10, str(path))
+    assert again.load() == 3
 
 
 def test_an_unwritable_state_dir_keeps_messages_in_memory_with_one_warning(tmp_path, caplog):
@@ -82,9 +89,24 @@ def test_an_unwritable_state_dir_keeps_messages_in_memory_with_one_warning(tmp_p
     outbox = Outbox(10, str(blocker / "outbox.jsonl"))  # a directory that cannot exist
     caplog.set_level(logging.WARNING)
     outbox.add(state(1), durable=True)
+    outbox.written()
     outbox.add(state(2), durable=True)
+    outbox.written()
     assert len(outbox) == 2
     assert caplog.text.count("kept in memory only") == 1
+
+
+def test_a_long_outage_keeps_the_file_near_the_bound(tmp_path):
+    path = str(tmp_path / "outbox.jsonl")
+    outbox = Outbox(5, path)
+    for n in range(100):
+        outbox.add(event(n), durable=True)
+    outbox.written()
+    lines = open(path).read().splitlines()
+    assert len(lines) <= 10
+    again = Outbox(5, path)
+    again.load()
+    assert [seq for _, seq in payloads(again)] == [95, 96, 97, 98, 99]
 
 
 def test_a_bound_over_the_file_keeps_the_newest(tmp_path):
@@ -92,6 +114,7 @@ def test_a_bound_over_the_file_keeps_the_newest(tmp_path):
     outbox = Outbox(10, path)
     for n in range(6):
         outbox.add(event(n), durable=True)
+    outbox.written()
     smaller = Outbox(3, path)
     smaller.load()
     assert [seq for _, seq in payloads(smaller)] == [3, 4, 5]

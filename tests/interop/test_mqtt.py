@@ -366,3 +366,22 @@ def test_the_sip_side_works_on_while_the_broker_is_down(tmp_path, broker):
         assert status["mqtt"]["connected"] is False
         assert "Connection refused" in status["mqtt"]["last_error"]
         assert "trying again in" in agent.log()
+
+
+def test_a_state_kept_from_before_a_restart_does_not_outlive_the_real_one(tmp_path, broker):
+    state = str(tmp_path / "state")
+    with running_home(home(broker, state)) as agent:
+        assert wait_for(lambda: agent.status()["mqtt"]["connected"]), agent.output()
+        broker.stop()
+        sim(agent, "frontdoor", "open")
+        assert wait_for(lambda: agent.status()["mqtt"]["queued"] == 1)
+    broker.start()
+    # Started again, its door reads closed: the kept "open" goes out, then the truth.
+    with running_home(home(broker, state)) as agent:
+        assert wait_for(lambda: agent.status()["mqtt"]["queued"] == 0), agent.output()
+        late = Subscriber(broker, topics=(BASE + "/frontdoor",))
+        try:
+            assert wait_for(lambda: late.json(BASE + "/frontdoor"))
+            assert late.json(BASE + "/frontdoor")["state"] == "closed"
+        finally:
+            late.close()
