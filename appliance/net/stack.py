@@ -181,6 +181,20 @@ class SipStack:
         self.flush()
         return response
 
+    def send_cancel(self, invite):
+        """CANCEL the INVITE of client transaction `invite`; its transaction, or None when
+        there is nothing left to cancel."""
+        transaction = self.endpoint.send_cancel(invite, invite.destination, self.now())
+        self.flush()
+        return transaction
+
+    def resend_2xx(self, transaction):
+        """Send an INVITE's 2xx again (the TU's retransmission until the ACK); False once
+        its transaction has ended."""
+        sent = self.endpoint.resend_2xx(transaction)
+        self.flush()
+        return sent
+
     def send_keepalive(self, data, transport, host, port):
         """Keep-alive bytes (RFC 5626 section 4.4) on the flow to a peer. On a stream the
         flow is the open connection, never a new one: False when there is none. A stream

@@ -20,6 +20,7 @@ from .headers import split_list
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
     ACCEPTED,
+    CALLING,
     PROCEEDING,
     ClientTransaction,
     ServerTransaction,
@@ -389,6 +390,29 @@ class Endpoint:
         transaction = ClientTransaction(
             self, request, key, (transport, host, port), transport in RELIABLE,
         )
+        self.client_transactions[key] = transaction
+        transaction.start(now)
+        return transaction
+
+    def send_cancel(self, invite, destination, now):
+        """CANCEL the INVITE of client transaction `invite` (section 9.1): the same
+        Request-URI, Call-ID, From, To, Route and top Via (its branch), CSeq number with
+        method CANCEL, sent where the INVITE went in a transaction of its own. Returns
+        that transaction; None once the INVITE has a final response (nothing to cancel)."""
+        if invite.state not in (CALLING, PROCEEDING):
+            return None
+        request = invite.request
+        fields = [["Via", request.get_list("via")[0]]]
+        for name, value in request.fields:
+            if name.lower() in ("from", "f", "to", "t", "call-id", "i", "route",
+                                "max-forwards"):
+                fields.append([name, value])
+        fields.append(["CSeq", "%d CANCEL" % request.cseq.number])
+        fields.append(["Content-Length", "0"])
+        cancel = Request("CANCEL", request.uri_text, fields)
+        key = (invite.key[0], "CANCEL")
+        transaction = ClientTransaction(self, cancel, key, destination,
+                                        destination[0] in RELIABLE)
         self.client_transactions[key] = transaction
         transaction.start(now)
         return transaction

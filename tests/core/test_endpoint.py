@@ -854,6 +854,27 @@ class UaPairTest(unittest.TestCase):
         self.assertEqual(times(bob_sent), [0, 500])
         self.assertEqual(bob_sent[0][1].data, bob_sent[1][1].data)
 
+    def test_cancel_a_ringing_invite(self):
+        pair = UaPair()
+        request = outgoing(invite(fields=[("Contact", "<sip:alice@127.0.0.1:5061>")]))
+        invite_tx = pair.alice.send_request(request, ("udp",) + BOB, 0)
+        pair.deliver()
+        invited = drain(pair.bob)[0]
+        pair.bob.respond(invited.transaction, 180, now=pair.clock.now)
+        pair.deliver()
+        drain(pair.alice)
+        cancel_tx = pair.alice.send_cancel(invite_tx, ("udp",) + BOB, pair.clock.now)
+        self.assertEqual(cancel_tx.key, (invite_tx.key[0], "CANCEL"))  # the INVITE's branch
+        pair.deliver()
+        self.assertEqual(kinds(drain(pair.bob)), ["RequestCancelled"])
+        pair.deliver()  # bob's 200 to the CANCEL and 487 to the INVITE; alice ACKs the 487
+        answers = [(e.response.status, e.response.cseq.method) for e in drain(pair.alice)]
+        self.assertEqual(sorted(answers), [(200, "CANCEL"), (487, "INVITE")])
+        pair.deliver()
+        self.assertEqual(invited.transaction.state, CONFIRMED)  # the ACK arrived
+        # Nothing left to cancel once the INVITE has its final response.
+        self.assertIsNone(pair.alice.send_cancel(invite_tx, ("udp",) + BOB, pair.clock.now))
+
     def test_invite_call(self):
         pair = UaPair()
         request = outgoing(invite(fields=[("Contact", "<sip:alice@127.0.0.1:5061>")]))
