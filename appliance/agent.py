@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from . import __version__, commands, packages
 from .access import Access
 from .alerts import Alerts
+from .calls import Calls
 from .devices import build_devices
 from .devices.base import DeviceError
 from .devices.build import build_device, pin_factory_for, reconfigure, rewired
@@ -29,6 +30,7 @@ from .sip.endpoint import Capabilities
 from .sip.errors import ParseError
 from .sip.events import (
     MessageDropped,
+    RequestCancelled,
     RequestReceived,
     RequestRejected,
     ResponseReceived,
@@ -43,9 +45,13 @@ USER_AGENT = "sip-appliance/%s" % __version__
 STUN_WAIT = 1.0  # seconds the first registration waits for the public address
 
 # What every device URI answers with today; methods join as their features land.
-ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO")
-SENSOR_ALLOW = tuple(m for m in ALLOW if m not in ("MESSAGE", "DO"))  # doors, doorbells
-ACCEPT = ("application/sdp", *commands.CONTENT_TYPES)
+ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO", "INVITE", "BYE", "INFO")
+# What each kind of device serves (the core's Allow, above, is what any of them does).
+OUTPUT_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO")  # lights, relays
+SENSOR_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE")  # doors, doorbells
+INTERCOM_ALLOW = ("OPTIONS", "ACK", "CANCEL", "INVITE", "BYE", "INFO")
+ACCEPT = ("application/sdp", *commands.CONTENT_TYPES, "application/dtmf-relay",
+          "application/dtmf")  # the last two: DTMF in SIP INFO
 
 
 class Agent:
@@ -74,6 +80,7 @@ class Agent:
                              self.registrations)
         self.nat = self._nat_for(config)
         self.mqtt = self._mqtt_for(config)
+        self.calls = Calls(self)
         self.stack.stun_handler = self._stun
         self.loop = None
         self.started = None
@@ -122,6 +129,7 @@ class Agent:
         await self.stack.start()
         self.notifier.start(self.loop)
         self.alerts.start(self.loop)
+        self.calls.start(self.loop)
         if self.mqtt is not None:
             await self.mqtt.start(self.loop)
             if self.registrations is not None:
@@ -157,6 +165,7 @@ class Agent:
             self.nat.handle(message)
 
     async def close(self):
+        await self.calls.close()
         await self.alerts.close()
         await self.notifier.close()
         if self.nat is not None:
@@ -328,31 +337,52 @@ class Agent:
         elif isinstance(event, (ResponseReceived, TransactionTimedOut, TransportFailed)):
             if self.registrations is not None and self.registrations.handle(event):
                 return
-            if not self.alerts.handle(event):
+            if not self.calls.handle(event) and not self.alerts.handle(event):
                 self.notifier.handle(event)
+        elif isinstance(event, RequestCancelled):
+            log.info("INVITE %s cancelled -> 487 (Call-ID %s)",
+                     mask_uri_passwords(event.request.uri_text),
+                     printable(event.request.call_id or "-"))
+            self.calls.cancelled(event)
 
     def _request(self, event):
         request = event.request
         self.counters["requests"] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("received from %s:\n%s", _peer(event.source), printable_message(request))
+        if self.calls.owns(event.dialog):
+            self.calls.request(event)  # ACK, BYE, re-INVITE, INFO in a call
+            return
         if event.transaction is None:
             return  # an ACK within a dialog: nothing to answer
         user = request.uri.user
         device = self.devices.get(user) if user is not None else None
+        method = request.method
         if device is None:
             self._respond(event, 404)
-        elif request.method == "OPTIONS":
+        elif method == "OPTIONS":
             self._respond(event, 200, fields=self._options_fields)
-        elif request.method == "SUBSCRIBE":
+        elif method == "SUBSCRIBE" and device.type != "intercom":
             self.notifier.subscribe(event, user)
-        elif request.method in ("MESSAGE", "DO") and isinstance(device, Output):
+        elif method in ("MESSAGE", "DO") and isinstance(device, Output):
             self._control(event, device)
+        elif method == "INVITE" and device.type == "intercom" and event.dialog is None:
+            self.calls.invite(event, user)
+        elif event.dialog is not None and method in ("BYE", "INFO", "INVITE"):
+            self._respond(event, 481)  # a call that has ended
         else:
-            # A method the core lets through but this device does not serve. Today the
-            # core passes only OPTIONS; device-specific methods (DO for lights) land here.
-            allow = ALLOW if isinstance(device, Output) else SENSOR_ALLOW
+            # A method the core lets through but this device does not serve.
+            allow = OUTPUT_ALLOW if isinstance(device, Output) else INTERCOM_ALLOW \
+                if device.type == "intercom" else SENSOR_ALLOW
             self._respond(event, 405, fields=(("Allow", ", ".join(allow)),))
+
+    def respond(self, event, status, reason=None, fields=()):
+        """Answer a request (and log it): for the calls."""
+        self._respond(event, status, reason, fields)
+
+    def spec(self, name):
+        """Device `name`'s [[devices]] entry, or None."""
+        return next((d for d in self.config.devices if d.name == name), None)
 
     def _control(self, event, device):
         """MESSAGE or DO to a light or relay: who asks, what for, and the pin moved before
@@ -422,7 +452,10 @@ class Agent:
             return  # from a device a reload has closed since
         log.info("%s (%s): %s", device.name, device.type, event)
         self.notifier.device_changed(device.name, status)
-        self.alerts.device_changed(device.name, event, status)
+        # A doorbell that calls the household says "missed visitor" if nobody answers,
+        # not one alert per press.
+        if not (event == "press" and self.calls.doorbell(device.name)):
+            self.alerts.device_changed(device.name, event, status)
         if self.mqtt is not None:
             self.mqtt.device_changed(device.name, event, status)
 
@@ -482,7 +515,7 @@ class Agent:
             "nat": self._nat_status(),
             "subscriptions": self.notifier.status(),
             "alerts": self.alerts.status(),
-            "calls": [],
+            "calls": self.calls.status(),
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "config": dict(self.loaded),
             "sip": dict(

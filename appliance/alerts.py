@@ -177,15 +177,18 @@ class Alerts:
     def device_changed(self, name, event, status):
         """Device `name` reported `event` ("open", "closed", "press"); `status` is its
         status() at the event. Queues an alert for each of its targets."""
+        self.message(name, alert_text(name, event, status))
+
+    def message(self, name, text):
+        """A MESSAGE with `text` from device `name` to each of its `notify` targets
+        ("Missed visitor at 10:32"), queued and retried like an alert."""
         targets = self.notify.get(name)
         if not targets or self._loop is None or self._closing:
             return
-        text = alert_text(name, event, status)
         endpoint = self.stack.endpoint
         for target in targets:
-            alert = Alert(name, text, self._from_uri(name), endpoint.new_call_id(),
-                          endpoint.new_tag())
-            self._enqueue(target, alert)
+            self._enqueue(target, Alert(name, text, self._from_uri(name),
+                                        endpoint.new_call_id(), endpoint.new_tag()))
             self._pump(target)
 
     def reply(self, name, uri, status):

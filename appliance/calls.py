@@ -1,0 +1,422 @@
+"""The intercom's calls: who may call in, when it answers, the doorbell calling the
+household, and the PIN that opens the door.
+
+Incoming: an INVITE to an intercom is challenged like a control request (only `[[users]]`
+sharing the device get through); past `max_calls` it gets 486; an offer with nothing we
+speak gets 488. It rings (180) and answers after `answer_after` seconds, at once with
+`Answer-Mode: Auto` (RFC 5373); an INVITE without an offer gets ours in the 200 and its
+answer from the ACK. A call longer than `max_call_time`, or without RTP for `rtp_timeout`
+seconds, is hung up.
+
+Outgoing: a doorbell press with `call` targets rings them, all at once (`ring =
+"parallel"`) or one after another (`"sequential"`, `ring_time` each); the first to answer
+gets the visitor, the others a CANCEL; when nobody answers, the doorbell's `notify` targets
+get "Missed visitor at 10:32". A press while the doorbell rings or a call is up is logged
+and changes nothing. Calls go through the home proxy when there is one.
+
+DTMF (RFC 4733 in the RTP, or SIP INFO) is collected in an answered call with an allowed
+user or a target the doorbell rang: the intercom's `dtmf_code` and `#` pulse its `strike`
+relay; three wrong codes end the call. Every attempt is logged and published as an event.
+
+Media (RTP, the audio device) is media/session.py's; SIP mechanics are call.py's.
+"""
+
+import asyncio
+import datetime
+import logging
+
+from . import commands
+from .call import ANSWERED, ENDED, RINGING, IncomingCall, OutgoingCall
+from .media import dtmf
+from .media.session import MediaError, MediaSession
+from .net.resolver import ResolveError, resolve
+from .redact import printable
+from .sip import sdp
+from .sip.digest import same_credentials
+from .sip.errors import ParseError
+from .sip.uri import parse_uri
+
+log = logging.getLogger(__name__)
+
+
+class Calls:
+    def __init__(self, agent):
+        """`agent`: the Agent whose stack, access, devices, config, alerts, registrations
+        and MQTT bridge the calls use (read when needed: a reload may replace them)."""
+        self.agent = agent
+        self.stack = agent.stack
+        self.calls = {}  # id -> Call, until it ends
+        self._dialogs = {}  # dialog id -> Call
+        self._timers = {}  # call id -> [timer handles]
+        self._pins = {}  # call id -> dtmf.PinCollector
+        self._rings = {}  # doorbell name -> the task ringing the household
+        self._tasks = set()
+        self._loop = None
+        self._closing = False
+        self.history = []  # the last calls, for status
+
+    def start(self, loop):
+        self._loop = loop
+
+    # -- routing from the agent ----------------------------------------------------------------
+
+    def owns(self, dialog):
+        return dialog is not None and dialog.id in self._dialogs
+
+    def request(self, event):
+        """A request in a call's dialog (ACK, BYE, re-INVITE, INFO, OPTIONS)."""
+        call = self._dialogs.get(event.dialog.id)
+        if call is not None:
+            call.in_dialog(event)
+
+    def cancelled(self, event):
+        for call in list(self.calls.values()):
+            if isinstance(call, IncomingCall) and call.transaction is event.transaction:
+                call.cancelled()
+                return True
+        return False
+
+    def handle(self, event):
+        """A client transaction event: True when it belongs to a call."""
+        for call in list(self.calls.values()):
+            if isinstance(call, OutgoingCall) and call.response(event):
+                return True
+            if call.owns(getattr(event, "transaction", None)):
+                return True
+        return False
+
+    # -- incoming --------------------------------------------------------------------------
+
+    def invite(self, event, name):
+        """A new INVITE to intercom `name`."""
+        agent = self.agent
+        spec = agent.spec(name)
+        request = event.request
+        user = agent.access.authorize(event, name)
+        if user is None:
+            return  # answered: 401/403/503
+        if self._closing:
+            agent.respond(event, 503, "Shutting Down")
+            return
+        active = [c for c in self.calls.values() if c.device == name and c.state != ENDED]
+        if len(active) >= spec.max_calls:
+            log.info("call from %s to %s refused: busy (%d call(s))", user, name, len(active))
+            agent.respond(event, 486)
+            return
+        offer = None
+        if request.body:
+            try:
+                offer = sdp.parse(request.body)
+            except ParseError as error:
+                agent.respond(event, 400, "Malformed SDP: " + error.reason)
+                return
+            if sdp.answer(offer, "0.0.0.0", 9, "0") is None:
+                agent.respond(event, 488, fields=(
+                    ("Warning", '304 %s "PCMU or PCMA over RTP/AVP only"'
+                     % agent.host_part()),))
+                return
+        contact = agent.contact_for(name, event.source[0])
+        call = IncomingCall(self.stack, self._loop, self, name, contact, event, user)
+        call.offer = offer
+        call.auto = _auto_answer(request)
+        self._add(call)
+        log.info("call %s from %s (%s) to %s", call.id, printable(call.peer), user, name)
+        self._event(name, "call_started", call, user=user)
+        self._spawn(self._answer_incoming(call, spec))
+
+    async def _answer_incoming(self, call, spec):
+        try:
+            await self._open_media(call, spec, call.destination[1])
+        except MediaError as error:
+            log.error("call %s: %s", call.id, error)
+            call.reject(500, "Media Unavailable")
+            return
+        if call.state != RINGING:
+            return  # cancelled meanwhile
+        delay = 0.0 if call.auto else spec.answer_after
+        if delay > 0:
+            call.ring()
+        self._timer(call, delay, self._answer, call)
+
+    def _answer(self, call):
+        if call.state != RINGING:
+            return
+        media = call.media
+        session_id = call.id
+        if call.offer is not None:
+            made = sdp.answer(call.offer, media.address, media.port, session_id,
+                              call.sdp_version + 1)
+            if made is None:
+                call.reject(488)
+                return
+            text, negotiated = made
+            call.negotiated = negotiated
+            media.start(negotiated)
+        else:
+            text = sdp.offer(media.address, media.port, session_id, call.sdp_version + 1)
+        call.answer(text)
+
+    # -- outgoing: the doorbell --------------------------------------------------------------
+
+    def doorbell(self, name):
+        """Doorbell `name` was pressed: ring its `call` targets. False when it has none
+        (its presses then alert its `notify` targets one by one, as before)."""
+        spec = self.agent.spec(name)
+        if spec is None or not getattr(spec, "call", ()) or self._closing:
+            return False
+        if name in self._rings:
+            log.info("%s pressed while it rings the household: nothing more to do", name)
+            return True
+        intercom = self._intercom()
+        busy = [c for c in self.calls.values()
+                if c.state != ENDED and (intercom is None or c.device in (name, intercom.name))]
+        if busy:
+            log.info("%s pressed during a call: the call goes on", name)
+            return True
+        task = self._spawn(self._ring_household(name, spec))
+        self._rings[name] = task
+        task.add_done_callback(lambda _: self._rings.pop(name, None))
+        return True
+
+    async def _ring_household(self, name, spec):
+        targets = list(dict.fromkeys(spec.call))
+        log.info("%s: ringing %s (%s)", name, ", ".join(targets), spec.ring)
+        if spec.ring == "sequential":
+            answered = None
+            for target in targets:
+                answered = await self._ring([target], name, spec.ring_time)
+                if answered is not None or self._closing:
+                    break
+        else:
+            answered = await self._ring(targets, name, spec.ring_time)
+        if answered is None and not self._closing:
+            text = "Missed visitor at %s" % datetime.datetime.now().strftime("%H:%M")
+            log.info("%s: nobody answered; %s", name, text)
+            self.agent.alerts.message(name, text)
+            self._publish(name, "missed_visitor", targets=targets)
+
+    async def _ring(self, targets, name, ring_time):
+        """Ring `targets` at once; the call that answered first, or None."""
+        legs = []
+        for target in targets:
+            leg = await self._dial(name, target)
+            if leg is not None:
+                legs.append(leg)
+        if not legs:
+            return None
+        winner = None
+        deadline = self._loop.time() + ring_time
+        while self._loop.time() < deadline and not self._closing:
+            winner = next((leg for leg in legs if leg.state == ANSWERED), None)
+            if winner is not None or all(leg.state == ENDED for leg in legs):
+                break
+            await asyncio.sleep(0.05)
+        for leg in legs:
+            if leg is not winner and leg.state != ENDED:
+                leg.cancel("answered elsewhere" if winner is not None else "no answer")
+        return winner
+
+    async def _dial(self, name, target):
+        """An INVITE from device `name` to `target`: an OutgoingCall, or None."""
+        agent = self.agent
+        intercom = self._intercom()
+        registrations = agent.registrations
+        proxy = agent.config.proxy
+        if registrations is not None and registrations.destination is not None:
+            destination = registrations.destination
+            route = registrations.route
+            from_uri = "sip:%s@%s" % (name, registrations.domain)
+        else:
+            try:
+                destination = tuple(await resolve(parse_uri(target),
+                                                  transports=tuple(self.stack.endpoint.local)))
+            except (ResolveError, ParseError) as error:
+                log.warning("%s: cannot call %s: %s", name, target, error)
+                return None
+            route = ()
+            from_uri = agent.device_uri(name)
+        credentials = None
+        if proxy is not None:
+            device = agent.spec(name)
+            credentials = same_credentials(device.username or proxy.username,
+                                           (device.password or proxy.password).reveal())
+        contact = agent.contact_for(name, destination[0])
+        call = OutgoingCall(self.stack, self._loop, self, name, contact, target, from_uri,
+                            destination, route, credentials)
+        call.allowed = True  # a target the doorbell rang may open the door
+        try:
+            await self._open_media(call, intercom, destination[1])
+        except MediaError as error:
+            log.error("%s: cannot call %s: %s", name, target, error)
+            return None
+        call.offer = sdp.offer(call.media.address, call.media.port, call.id, 1)
+        self._add(call)
+        self._event(name, "call_started", call)
+        call.start()
+        return call
+
+    # -- what a call tells us --------------------------------------------------------------
+
+    def call_answered(self, call):
+        log.info("call %s with %s answered", call.id, printable(call.peer))
+        self._event(call.device, "call_answered", call)
+        spec = self._intercom() if call.direction == "out" else self.agent.spec(call.device)
+        limit = spec.max_call_time if spec is not None else 600.0
+        self._timer(call, limit, call.hang_up, "longer than %g s" % limit)
+
+    def call_ended(self, call):
+        log.info("call %s with %s ended: %s", call.id, printable(call.peer), call.reason)
+        for handle in self._timers.pop(call.id, ()):
+            handle.cancel()
+        self._pins.pop(call.id, None)
+        self.calls.pop(call.id, None)
+        if call.dialog is not None:
+            self._dialogs.pop(call.dialog.id, None)
+        if call.media is not None:
+            call.media.close()
+        duration = round(call.ended_at - call.answered_at, 1) if call.answered_at else 0
+        self._event(call.device, "call_ended", call, reason=call.reason, duration=duration)
+        self.history.append(dict(call.status(), duration=duration))
+        del self.history[:-20]
+
+    def call_sdp(self, call, session):
+        negotiated = sdp.accepted(session)
+        if negotiated is not None and call.media is not None:
+            call.negotiated = negotiated
+            call.media.start(negotiated)
+        if call.dialog is not None:
+            self._dialogs[call.dialog.id] = call
+
+    def call_offer(self, call, offer):
+        media = call.media
+        if media is None:
+            return None
+        if offer is None:
+            return sdp.offer(media.address, media.port, call.id, call.sdp_version + 1)
+        made = sdp.answer(offer, media.address, media.port, call.id, call.sdp_version + 1)
+        if made is None:
+            return None
+        text, negotiated = made
+        call.negotiated = negotiated
+        media.start(negotiated)
+        log.info("call %s: media now %s", call.id, negotiated.direction)
+        return text
+
+    def call_info(self, call, request):
+        digit = dtmf.parse_info(request.get("content-type"), request.body)
+        if digit is not None:
+            self._digit(call, digit)
+
+    def _digit(self, call, digit):
+        intercom = self._intercom() if call.direction == "out" else self.agent.spec(call.device)
+        if call.state != ANSWERED or intercom is None or not intercom.dtmf_code \
+                or not getattr(call, "allowed", True):
+            return
+        pins = self._pins.get(call.id)
+        if pins is None:
+            pins = self._pins[call.id] = dtmf.PinCollector(intercom.dtmf_code)
+        result = pins.feed(digit)
+        if result is None:
+            return
+        who = getattr(call, "user", None) or call.peer
+        if result == "accepted":
+            log.info("call %s: the door code from %s is right: opening %s", call.id, who,
+                     intercom.strike)
+            self._open(intercom.strike)
+            self._publish(call.device, "dtmf_accepted", call=call.id, by=who)
+        else:
+            log.warning("call %s: a wrong door code from %s (%d)", call.id, who,
+                        pins.failures)
+            self._publish(call.device, "dtmf_refused", call=call.id, by=who,
+                          failures=pins.failures)
+            if result == "locked":
+                call.hang_up("three wrong door codes")
+
+    def media_dtmf(self, call, digit):
+        self._digit(call, digit)
+
+    def media_timeout(self, call, seconds):
+        call.hang_up("no RTP for %g s" % seconds)
+
+    # -- status and end --------------------------------------------------------------------
+
+    def status(self):
+        out = []
+        for call in self.calls.values():
+            entry = call.status()
+            if call.media is not None:
+                entry["media"] = call.media.status()
+            out.append(entry)
+        return out
+
+    async def close(self, wait=1.0):
+        """Hang up every call and wait briefly for the BYEs to be answered."""
+        self._closing = True
+        for task in list(self._rings.values()):
+            task.cancel()
+        for call in list(self.calls.values()):
+            call.hang_up("the intercom is stopping")
+        deadline = self._loop.time() + wait if self._loop else 0
+        while self._loop is not None and self._loop.time() < deadline and any(
+                call._transactions for call in self.calls.values()):
+            await asyncio.sleep(0.02)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- inside ----------------------------------------------------------------------------
+
+    async def _open_media(self, call, intercom, peer_host):
+        nat = self.agent.config.nat
+        media = MediaSession(
+            self._loop, intercom.audio if intercom is not None else "null",
+            on_dtmf=lambda digit: self.media_dtmf(call, digit),
+            on_timeout=lambda seconds: self.media_timeout(call, seconds),
+            rtp_timeout=intercom.rtp_timeout if intercom is not None else 30.0,
+            stun=nat.stun if nat is not None else None)
+        call.media = media
+        await media.open(self.stack.local_host_toward("udp", peer_host)
+                         or self.stack.endpoint.local["udp"][0])
+
+    def _open(self, strike):
+        device = self.agent.devices.get(strike)
+        if device is None:
+            log.error("the strike %r is not a device now; the door stays shut", strike)
+            return
+        device.apply(commands.Command("pulse"))
+
+    def _intercom(self):
+        """The intercom whose audio, code and strike the doorbell's calls use."""
+        return next((d for d in self.agent.config.devices if d.type == "intercom"), None)
+
+    def _add(self, call):
+        self.calls[call.id] = call
+        if call.dialog is not None:
+            self._dialogs[call.dialog.id] = call
+
+    def _timer(self, call, delay, function, *args):
+        handle = self._loop.call_later(delay, function, *args)
+        self._timers.setdefault(call.id, []).append(handle)
+
+    def _spawn(self, coroutine):
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _event(self, device, kind, call, **fields):
+        self._publish(device, kind, call=call.id, peer=call.peer,
+                      direction=call.direction, **fields)
+
+    def _publish(self, device, kind, **fields):
+        mqtt = self.agent.mqtt
+        if mqtt is not None:
+            mqtt.event(device, kind, **fields)
+
+
+def _auto_answer(request):
+    """RFC 5373: Answer-Mode (or Priv-Answer-Mode) Auto asks for an answer at once."""
+    for name in ("answer-mode", "priv-answer-mode"):
+        value = request.get(name)
+        if value and value.split(";")[0].strip().lower() == "auto":
+            return True
+    return False

@@ -1,0 +1,293 @@
+"""One call's media: RTP and RTCP on a port pair (RFC 3550), G.711 both ways, DTMF events
+(RFC 4733), between the network and an audio port (audio.py).
+
+Every ptime (20 ms) one tick, scheduled against the session's start so that it does not
+drift: a frame is read from the audio port, encoded and sent (when the call's direction
+lets us send), and the frame the jitter buffer has due is decoded and played. Packets are
+sent from the port we listen on (symmetric RTP), and the peer's address is learnt from
+the first packet of the negotiated kind that comes in, so media passes a NAT on the
+caller's side; with `stun` the SDP carries the router's public mapping of the RTP socket.
+RTCP sender or receiver reports go out every 5 s (randomized, RFC 3550 6.2), and a BYE at
+the end. When nothing arrives for `rtp_timeout` seconds while we should be receiving,
+`on_timeout(seconds)` is called once.
+"""
+
+import asyncio
+import logging
+import random
+import socket
+import time
+
+from ..errors import ApplianceError
+from ..nat import public_address_of
+from . import g711, rtcp
+from .audio import AudioError, open_audio
+from .dtmf import DtmfReceiver
+from .jitter import JitterBuffer
+from .rtp import RtpSender, RtpStats, is_rtcp, parse_rtp
+
+log = logging.getLogger(__name__)
+
+PORTS = (16384, 32766)  # the even RTP ports picked from; RTCP is the next one up
+PORT_TRIES = 64
+STUN_WAIT = 1.0  # seconds the SDP waits for the public mapping of the RTP socket
+RTCP_INTERVAL = 5.0
+CLOCK = 8000
+
+
+class MediaError(ApplianceError):
+    """The media of a call cannot start (no free port, no audio device)."""
+
+
+class MediaSession:
+    def __init__(self, loop, audio, on_dtmf=None, on_timeout=None, rtp_timeout=30.0,
+                 stun=None, ports=PORTS):
+        """`audio` is the audio spec ("null", "default", a device name, a WAV path)."""
+        self.loop = loop
+        self.audio_spec = audio
+        self.on_dtmf = on_dtmf
+        self.on_timeout = on_timeout
+        self.rtp_timeout = rtp_timeout
+        self.stun = stun
+        self.ports = ports
+        self.address = None  # ours, as the SDP says it
+        self.port = None
+        self.local = None  # (host, port) bound
+        self.remote = None  # where RTP goes
+        self.negotiated = None
+        self.audio = None
+        self.sender = None
+        self.stats = RtpStats()
+        self.jitter = None
+        self.dtmf = DtmfReceiver()
+        self._rtp = None
+        self._rtcp = None
+        self._latched = False
+        self._tick = None
+        self._ticks = 0
+        self._epoch = None
+        self._report = None
+        self._last_rtp = None  # loop time of the last RTP in
+        self._timed_out = False
+        self._last_sent = 0.0  # loop time of the last RTP out
+        self.closed = False
+
+    # -- setting up --------------------------------------------------------------------------
+
+    async def open(self, host):
+        """Bind the port pair on `host` (the address toward the peer) and learn its public
+        mapping when `stun` is set."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for _ in range(PORT_TRIES):
+            port = random.randrange(self.ports[0], self.ports[1], 2)
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((host, port))
+                rtcp_sock.bind((host, port + 1))
+            except OSError:
+                rtp.close()
+                rtcp_sock.close()
+                continue
+            break
+        else:
+            raise MediaError("no free RTP port pair in %d-%d on %s" % (
+                self.ports[0], self.ports[1] + 1, host))
+        self._rtp, self._rtcp = rtp, rtcp_sock
+        self.local = (host, port)
+        self.address, self.port = host, port
+        if self.stun:
+            mapped = await public_address_of(rtp, self.stun, STUN_WAIT)
+            if mapped is not None:
+                self.address, self.port = mapped
+            else:
+                log.warning("no STUN answer for the RTP socket: the SDP carries %s:%d",
+                            host, port)
+        rtp.setblocking(False)
+        rtcp_sock.setblocking(False)
+        self.loop.add_reader(rtp, self._receive_rtp)
+        self.loop.add_reader(rtcp_sock, self._receive_rtcp)
+        try:  # PortAudio takes a good part of a second to open a device on a Pi
+            self.audio = await asyncio.to_thread(open_audio, self.audio_spec)
+        except AudioError as error:
+            self.close()
+            raise MediaError(str(error)) from None
+
+    def start(self, negotiated):
+        """Send and receive as `negotiated` (an offer/answer's outcome) says; again with a
+        re-INVITE's, which may hold (sendonly, inactive) or move the stream."""
+        first = self.negotiated is None
+        moved = first or (negotiated.address, negotiated.port) != (
+            self.negotiated.address, self.negotiated.port)
+        self.negotiated = negotiated
+        if moved:
+            self.remote = (negotiated.address, negotiated.port)
+            self._latched = False
+        if self.sender is None or self.sender.payload_type != negotiated.payload_type:
+            self.sender = RtpSender(negotiated.payload_type)
+        self._encode = g711.ENCODERS[negotiated.codec]
+        self._decode = g711.DECODERS[negotiated.codec]
+        self._samples = CLOCK * negotiated.ptime // 1000
+        if self.jitter is None:
+            self.jitter = JitterBuffer(ptime=negotiated.ptime)
+        if first:
+            self._epoch = self.loop.time()
+            self._last_rtp = self._epoch
+            self._tick = self.loop.call_at(self._epoch, self._on_tick)
+            self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
+                                                self._send_report)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for timer in (self._tick, self._report):
+            if timer is not None:
+                timer.cancel()
+        if self.sender is not None and self.remote is not None:
+            self._send_rtcp(rtcp.build_bye(self.sender.ssrc, "hung up"))
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None:
+                self.loop.remove_reader(sock)
+                sock.close()
+        if self.audio is not None:
+            audio, self.audio = self.audio, None
+            # Stopping a PortAudio stream waits for its thread: not on the loop.
+            self.loop.run_in_executor(None, audio.close)
+
+    # -- the 20 ms tick ----------------------------------------------------------------------
+
+    def _on_tick(self):
+        negotiated = self.negotiated
+        ptime = negotiated.ptime / 1000.0
+        self._ticks += 1
+        now = self.loop.time()
+        # The next tick is due a whole number of ptimes after the start: no drift.
+        due = self._epoch + self._ticks * ptime
+        if due < now - ptime:  # the loop stalled: skip ahead, do not burst
+            skipped = int((now - due) / ptime)
+            self._ticks += skipped
+            self.sender.skip(skipped * self._samples)
+            due = self._epoch + self._ticks * ptime
+        self._tick = self.loop.call_at(due, self._on_tick)
+        frame = self.audio.read_frame()
+        if negotiated.sending and self.remote is not None:
+            packet = self.sender.packet(self._encode(frame), self._samples)
+            self._last_sent = now
+            try:
+                self._rtp.sendto(packet, self.remote)
+            except OSError:
+                pass  # unreachable for now: RTP is loss-tolerant, the timeout decides
+        else:
+            self.sender.skip(self._samples)
+        payload = self.jitter.get(int(now * 1000))
+        if payload is not None:
+            self.audio.write_frame(self._decode(payload))
+        if negotiated.receiving and not self._timed_out \
+                and now - self._last_rtp > self.rtp_timeout:
+            self._timed_out = True
+            log.warning("no RTP from %s:%d for %g s", self.remote[0], self.remote[1],
+                        self.rtp_timeout)
+            if self.on_timeout is not None:
+                self.on_timeout(self.rtp_timeout)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _receive_rtp(self):
+        while True:
+            try:
+                data, source = self._rtp.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data or data[0] < 2 or is_rtcp(data):
+                continue  # a late STUN answer, or RTCP muxed where it should not be
+            try:
+                packet = parse_rtp(data)
+            except ValueError:
+                continue
+            negotiated = self.negotiated
+            if negotiated is None:
+                continue
+            kind = packet.payload_type
+            if kind != negotiated.payload_type and kind != negotiated.event_type:
+                continue
+            if not self._latched:
+                # Symmetric RTP: answer where it comes from (the caller's NAT mapping).
+                self._latched = True
+                if self.remote != (source[0], source[1]):
+                    log.info("RTP from %s:%d: sending there", source[0], source[1])
+                    self.remote = (source[0], source[1])
+            now = self.loop.time()
+            self._last_rtp = now
+            self._timed_out = False
+            if packet.ssrc != self.stats.ssrc and self.stats.ssrc is not None:
+                self.jitter.reset()  # a new source (the peer restarted its stream)
+            self.stats.update(packet, int(now * CLOCK))
+            if kind == negotiated.event_type:
+                digit = self.dtmf.feed(packet.timestamp, packet.payload)
+                if digit is not None and self.on_dtmf is not None:
+                    self.on_dtmf(digit)
+            else:
+                self.jitter.put(packet.sequence, packet.timestamp, packet.payload,
+                                int(now * 1000), packet.marker)
+
+    def _receive_rtcp(self):
+        while True:
+            try:
+                data, _ = self._rtcp.recvfrom(2048)
+            except OSError:
+                return
+            try:
+                packets = rtcp.parse_rtcp(data)
+            except ValueError:
+                continue
+            for packet in packets:
+                if packet.kind == "SR" and packet.ssrc == self.stats.ssrc:
+                    self.stats.sender_report(packet.ntp_middle,
+                                             int(self.loop.time() * CLOCK))
+
+    # -- RTCP ----------------------------------------------------------------------------------
+
+    def _send_report(self):
+        self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
+                                            self._send_report)
+        if self.sender is None or self.remote is None:
+            return
+        blocks = []
+        report = self.stats.report(int(self.loop.time() * CLOCK))
+        if report is not None:
+            blocks.append(rtcp.ReportBlock(**report))
+        cname = "sip-appliance@%s" % self.local[0]
+        if self.sender.packets:
+            elapsed = int((self.loop.time() - self._last_sent) * 1000)
+            packet = rtcp.build_sr(self.sender.ssrc, rtcp.ntp_from_unix(time.time()),
+                                   self.sender.timestamp_after(elapsed), self.sender.packets,
+                                   self.sender.octets, blocks, cname)
+        else:
+            packet = rtcp.build_rr(self.sender.ssrc, blocks, cname)
+        self._send_rtcp(packet)
+
+    def _send_rtcp(self, packet):
+        host, port = self.remote
+        try:
+            self._rtcp.sendto(packet, (host, port + 1))
+        except OSError:
+            pass
+
+    def status(self):
+        negotiated = self.negotiated
+        out = {"local": "%s:%d" % (self.address, self.port) if self.port else None,
+               "remote": "%s:%d" % self.remote if self.remote else None,
+               "audio": getattr(self.audio, "name", self.audio_spec)}
+        if negotiated is not None:
+            out.update(codec=negotiated.codec, direction=negotiated.direction)
+        if self.sender is not None:
+            out["sent"] = self.sender.packets
+        out["received"] = self.stats.received
+        if self.jitter is not None:
+            out.update(buffer_ms=self.jitter.delay_ms, late=self.jitter.late,
+                       lost=self.jitter.lost)
+        return out
+

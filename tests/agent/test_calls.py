@@ -1,0 +1,234 @@
+"""Calls to and from the intercom over real loopback UDP: who gets through, offer and
+answer, ringing and answering, CANCEL, BYE, hold, busy, DTMF that opens the strike, and
+the doorbell ringing the household. The phones are tests/agent/phone.py."""
+
+import asyncio
+import contextlib
+
+from appliance.sip import sdp
+
+from .phone import Phone
+from .support import agent_from, run, wait_until
+
+HOME = """
+[agent]
+name = "test-home"
+simulate = true
+listen = ["udp:127.0.0.1:0"]
+control = "{control}"
+
+[[users]]
+name = "alice"
+password = "alice-pw"
+devices = ["intercom"]
+
+[[users]]
+name = "bob"
+password = "bob-pw"
+devices = []
+
+[[devices]]
+name = "strike"
+type = "relay"
+pin = 23
+pulse = 0.5
+
+[[devices]]
+name = "intercom"
+type = "intercom"
+answer_after = %(answer_after)s
+dtmf_code = "1234"
+strike = "strike"
+audio = "null"
+rtp_timeout = %(rtp_timeout)s
+max_call_time = %(max_call_time)s
+"""
+
+
+def home(tmp_path, answer_after=0, rtp_timeout=30, max_call_time=600, extra=""):
+    return agent_from(tmp_path, HOME % {"answer_after": answer_after,
+                                        "rtp_timeout": rtp_timeout,
+                                        "max_call_time": max_call_time} + extra)
+
+
+@contextlib.asynccontextmanager
+async def phone(user="alice", password="alice-pw"):
+    device = Phone(user, password)
+    try:
+        yield device
+    finally:
+        device.close()
+
+
+def uri(agent):
+    return "sip:intercom@127.0.0.1:%d" % agent.stack.bound[0][2]
+
+
+def port(agent):
+    return agent.stack.bound[0][2]
+
+
+def strike(agent):
+    return agent.devices["strike"].output.pin.state
+
+
+def test_an_allowed_user_calls_in_and_audio_flows_both_ways(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            response = await alice.call(uri(agent), port(agent))
+            assert response.status == 200
+            answer = sdp.accepted(sdp.parse(response.body))
+            assert (answer.codec, answer.event_type) == ("PCMU", 101)
+            await asyncio.sleep(0.5)
+            assert alice.rtp_received() >= 15  # 50 packets a second, silence from null
+            await alice.send_rtp(10)
+            assert await wait_until(
+                lambda: agent.status()["calls"][0]["media"]["received"] >= 8)
+            assert agent.status()["calls"][0]["state"] == "answered"
+            assert (await alice.in_dialog("BYE")).status == 200
+            assert agent.status()["calls"] == []
+            assert agent.calls.history[-1]["reason"] == "the other side hung up"
+
+    run(body())
+
+
+def test_strangers_do_not_listen_in(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent:
+            async with phone("alice", "wrong") as mallory:
+                assert (await mallory.call(uri(agent), port(agent))).status == 401
+            async with phone("bob", "bob-pw") as bob:  # a user, not of the intercom
+                assert (await bob.call(uri(agent), port(agent))).status == 403
+            assert agent.calls.history == []
+
+    run(body())
+
+
+def test_nothing_in_common_is_488_and_a_second_call_is_486(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as first, phone() as second:
+            opus = sdp.offer("127.0.0.1", 4000, "1").replace(
+                "RTP/AVP 0 8 101", "RTP/AVP 96").replace("a=rtpmap:0 PCMU", "a=rtpmap:96 opus")
+            assert (await first.call(uri(agent), port(agent), body=opus)).status == 488
+            assert (await first.call(uri(agent), port(agent))).status == 200
+            assert (await second.call(uri(agent), port(agent))).status == 486
+            await first.in_dialog("BYE")
+
+    run(body())
+
+
+def test_ringing_then_cancel(tmp_path):
+    async def body():
+        async with home(tmp_path, answer_after=5) as agent, phone() as alice:
+            calling = asyncio.ensure_future(alice.call(uri(agent), port(agent)))
+            assert await wait_until(lambda: agent.status()["calls"] and
+                                    agent.status()["calls"][0]["state"] == "ringing")
+            await asyncio.sleep(0.2)
+            await alice.cancel()
+            assert (await calling).status == 487
+            assert agent.status()["calls"] == []
+            assert agent.calls.history[-1]["reason"] == "cancelled by the caller"
+
+    run(body())
+
+
+def test_answer_mode_auto_skips_the_ringing(tmp_path):
+    async def body():
+        async with home(tmp_path, answer_after=30) as agent, phone() as alice:
+            response = await alice.call(uri(agent), port(agent),
+                                        fields=[("Answer-Mode", "Auto")])
+            assert response.status == 200
+            await alice.in_dialog("BYE")
+
+    run(body())
+
+
+def test_an_invite_without_an_offer_gets_ours_and_the_answer_comes_in_the_ack(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            response = await alice.call(uri(agent), port(agent), body=b"")
+            assert response.status == 200
+            offered = sdp.parse(response.body)
+            text, _ = sdp.answer(offered, "127.0.0.1", alice.rtp_port, "5")
+            await alice.ack(text.encode())
+            assert await wait_until(lambda: agent.status()["calls"][0]["state"] == "answered")
+            await asyncio.sleep(0.3)
+            assert alice.rtp_received() >= 8
+            await alice.in_dialog("BYE")
+
+    run(body())
+
+
+def test_hold_and_resume_with_a_reinvite(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            hold = sdp.offer("127.0.0.1", alice.rtp_port, "77", version=2, direction="sendonly")
+            response = await alice.in_dialog("INVITE", body=hold.encode(),
+                                             fields=[("Content-Type", "application/sdp")])
+            assert response.status == 200
+            assert sdp.accepted(sdp.parse(response.body)).direction == "sendonly"  # ours: recvonly
+            await alice.ack()
+            await asyncio.sleep(0.1)
+            alice.rtp_received()
+            await asyncio.sleep(0.3)
+            assert alice.rtp_received() == 0  # held: the intercom sends nothing
+            resume = sdp.offer("127.0.0.1", alice.rtp_port, "77", version=3)
+            await alice.in_dialog("INVITE", body=resume.encode(),
+                                  fields=[("Content-Type", "application/sdp")])
+            await alice.ack()
+            await asyncio.sleep(0.3)
+            assert alice.rtp_received() >= 8
+            await alice.in_dialog("BYE")
+
+    run(body())
+
+
+def test_the_right_code_opens_the_door_and_three_wrong_ones_end_the_call(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            await alice.send_digits("1234#")
+            assert await wait_until(lambda: strike(agent) == 1)
+            assert await wait_until(lambda: strike(agent) == 0, timeout=2.0)  # its pulse
+            for _ in range(3):
+                await alice.send_digits("9999#")
+            request, _ = await alice.request()
+            assert request.method == "BYE"
+            assert strike(agent) == 0
+            assert agent.calls.history[-1]["reason"] == "three wrong door codes"
+
+    run(body())
+
+
+def test_sip_info_digits_open_the_door_too(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            for digit in "1234#":
+                response = await alice.in_dialog(
+                    "INFO", body=("Signal=%s\r\nDuration=160\r\n" % digit).encode(),
+                    fields=[("Content-Type", "application/dtmf-relay")])
+                assert response.status == 200
+            assert await wait_until(lambda: strike(agent) == 1)
+            await alice.in_dialog("BYE")
+
+    run(body())
+
+
+def test_a_call_without_rtp_or_past_its_time_is_hung_up(tmp_path):
+    async def body():
+        async with home(tmp_path, rtp_timeout=0.5) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            request, _ = await alice.request()
+            assert request.method == "BYE"
+            assert agent.calls.history[-1]["reason"] == "no RTP for 0.5 s"
+        async with home(tmp_path, max_call_time=0.5) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            sending = asyncio.ensure_future(alice.send_rtp(100))
+            request, _ = await alice.request()
+            sending.cancel()
+            assert request.method == "BYE"
+            assert agent.calls.history[-1]["reason"] == "longer than 0.5 s"
+
+    run(body())
