@@ -232,3 +232,103 @@ def test_a_call_without_rtp_or_past_its_time_is_hung_up(tmp_path):
             assert agent.calls.history[-1]["reason"] == "longer than 0.5 s"
 
     run(body())
+
+
+# -- the doorbell calling the household ----------------------------------------------------
+
+DOORBELL = """
+[[devices]]
+name = "doorbell"
+type = "doorbell"
+pin = 27
+call = [%(targets)s]
+ring = "%(ring)s"
+ring_time = %(ring_time)s
+notify = [%(notify)s]
+"""
+
+
+def bell(tmp_path, phones, ring="parallel", ring_time=5, notify=()):
+    targets = ", ".join('"sip:%s@127.0.0.1:%d"' % (p.user, p.port) for p in phones)
+    extra = DOORBELL % {"targets": targets, "ring": ring, "ring_time": ring_time,
+                        "notify": ", ".join('"sip:%s@127.0.0.1:%d"' % (p.user, p.port)
+                                            for p in notify)}
+    return home(tmp_path, extra=extra)
+
+
+async def invited(callee):
+    """The next INVITE to `callee`, answered 180."""
+    while True:
+        request, source = await callee.request(timeout=5)
+        if request.method == "INVITE":
+            await callee.respond(request, source, 180)
+            return request, source
+
+
+async def answer(callee, request, source):
+    text, _ = sdp.answer(sdp.parse(request.body), "127.0.0.1", callee.rtp_port, "9")
+    await callee.respond(request, source, 200, body=text)
+
+
+async def cancelled(callee, invite, source):
+    """Take the CANCEL of `invite`: 200 to it, 487 to the INVITE."""
+    request, _ = await callee.request(timeout=5)
+    assert request.method == "CANCEL"
+    await callee.respond(request, source, 200)
+    await callee.respond(invite, source, 487)
+
+
+def test_parallel_ringing_the_first_to_answer_gets_the_visitor(tmp_path):
+    async def body():
+        async with phone("alice") as alice, phone("bob") as bob:
+            async with bell(tmp_path, [alice, bob]) as agent:
+                agent.simulate("doorbell", "press")
+                to_alice, alice_source = await invited(alice)
+                to_bob, bob_source = await invited(bob)
+                await answer(bob, to_bob, bob_source)
+                ack, _ = await bob.request()
+                assert ack.method == "ACK"
+                await cancelled(alice, to_alice, alice_source)
+                assert await wait_until(lambda: [
+                    (c["peer"], c["state"]) for c in agent.status()["calls"]] == [
+                    ("sip:bob@127.0.0.1:%d" % bob.port, "answered")])
+                await asyncio.sleep(0.3)
+                assert bob.rtp_received() >= 8  # the visitor's side (null audio: silence)
+                agent.simulate("doorbell", "press")  # a press during the call: nothing new
+                methods = []
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        methods.append((await alice.request(timeout=0.5))[0].method)
+                assert "INVITE" not in methods  # (the ACK of its 487 may come meanwhile)
+
+    run(body())
+
+
+def test_sequential_ringing_goes_on_to_the_next_after_ring_time(tmp_path):
+    async def body():
+        async with phone("alice") as alice, phone("bob") as bob:
+            async with bell(tmp_path, [alice, bob], ring="sequential", ring_time=1) as agent:
+                agent.simulate("doorbell", "press")
+                to_alice, alice_source = await invited(alice)
+                await cancelled(alice, to_alice, alice_source)  # after its second of ringing
+                to_bob, bob_source = await invited(bob)
+                await answer(bob, to_bob, bob_source)
+                assert await wait_until(
+                    lambda: [c["state"] for c in agent.status()["calls"]] == ["answered"])
+
+    run(body())
+
+
+def test_nobody_answering_sends_a_missed_visitor_message(tmp_path):
+    async def body():
+        async with phone("alice") as alice, phone("carol") as carol:
+            async with bell(tmp_path, [alice], ring_time=1, notify=[carol]) as agent:
+                agent.simulate("doorbell", "press")
+                to_alice, alice_source = await invited(alice)
+                await cancelled(alice, to_alice, alice_source)
+                message, source = await carol.request(timeout=5)
+                assert message.method == "MESSAGE"
+                assert message.body.decode().startswith("Missed visitor at ")
+                await carol.respond(message, source, 200)
+
+    run(body())
