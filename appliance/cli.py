@@ -111,6 +111,23 @@ def _parser():
                            help="print each NOTIFY's state as one JSON object per line")
     _client_arguments(subscribe, verbose=False)
     subscribe.set_defaults(func=cmd_subscribe)
+
+    call = commands.add_parser(
+        "call", help="place a call: audio both ways until either side hangs up")
+    call.add_argument("uri", metavar="URI", help="e.g. sip:intercom@frontdoor-pi.local")
+    sound = call.add_mutually_exclusive_group()
+    sound.add_argument("--audio", default="default", metavar="DEVICE",
+                       help='"default" (the default sound device), "null" (silence out, '
+                            'nothing played), or a sound device\'s name')
+    sound.add_argument("--audio-file", metavar="FILE.wav",
+                       help="send this WAV file (mono, 16-bit), looped; play nothing")
+    call.add_argument("--dtmf", default="", metavar="DIGITS",
+                      help="send these digits once answered, e.g. 1234# to open the door")
+    call.add_argument("--duration", type=float, metavar="S",
+                      help="hang up this many seconds after the answer (default: at Ctrl-C "
+                           "or when the other side hangs up)")
+    _client_arguments(call, verbose=False)
+    call.set_defaults(func=cmd_call, timeout=30.0)
     return parser
 
 
@@ -378,6 +395,14 @@ def cmd_status(args):
         print("keep-alive: none on %s" % nat["flow"])
     print("subscriptions: %d, calls: %d" % (len(status["subscriptions"]),
                                             len(status["calls"])))
+    for call in status["calls"]:
+        media = call.get("media") or {}
+        print("  %s %s %s %s, %s%s" % (
+            call["device"], "from" if call["direction"] == "in" else "to", call["peer"],
+            call["state"], "%ss" % call["duration"],
+            ", %s %s, RTP in %s out %s lost %s" % (
+                media.get("codec"), media.get("direction"), media.get("received"),
+                media.get("sent"), media.get("lost")) if media.get("codec") else ""))
     print("MQTT: %s" % _mqtt_line(status["mqtt"]))
     sip = status["sip"]
     print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
@@ -502,6 +527,17 @@ async def _watch(watch):
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, watch.stop)
     return await watch.run()
+
+
+def cmd_call(args):
+    from .caller import place_call
+
+    if args.dtmf and not all(c in "0123456789*#ABCDabcd" for c in args.dtmf):
+        raise ApplianceError("--dtmf takes the digits 0-9, *, # and A-D, not %r" % args.dtmf)
+    audio = args.audio_file or args.audio
+    return asyncio.run(place_call(args.uri, audio=audio, proxy=args.proxy,
+                                  duration=args.duration, digits=args.dtmf.upper(),
+                                  timeout=args.timeout, **_credentials(args)))
 
 
 def _credentials(args):

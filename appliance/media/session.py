@@ -13,6 +13,7 @@ the end. When nothing arrives for `rtp_timeout` seconds while we should be recei
 """
 
 import asyncio
+import collections
 import logging
 import random
 import socket
@@ -22,7 +23,7 @@ from ..errors import ApplianceError
 from ..nat import public_address_of
 from . import g711, rtcp
 from .audio import AudioError, open_audio
-from .dtmf import DtmfReceiver
+from .dtmf import DtmfReceiver, event_payloads
 from .jitter import JitterBuffer
 from .rtp import RtpSender, RtpStats, is_rtcp, parse_rtp
 
@@ -60,6 +61,8 @@ class MediaSession:
         self.stats = RtpStats()
         self.jitter = None
         self.dtmf = DtmfReceiver()
+        self._events = collections.deque()  # telephone-event packets to send, in order
+        self._event_start = 0
         self._rtp = None
         self._rtcp = None
         self._latched = False
@@ -137,6 +140,17 @@ class MediaSession:
             self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
                                                 self._send_report)
 
+    def send_digits(self, digits):
+        """Send `digits` as RFC 4733 telephone-events (100 ms each, 60 ms apart), in place
+        of the audio while they last; False when the peer takes no events."""
+        if self.negotiated is None or self.negotiated.event_type is None:
+            return False
+        for digit in digits:
+            self._events.append(None)  # an event starts: it takes the timestamp then
+            self._events.extend(event_payloads(digit, ptime=self.negotiated.ptime))
+            self._events.extend(["gap"] * 3)
+        return True
+
     def close(self):
         if self.closed:
             return
@@ -171,13 +185,22 @@ class MediaSession:
             due = self._epoch + self._ticks * ptime
         self._tick = self.loop.call_at(due, self._on_tick)
         frame = self.audio.read_frame()
-        if negotiated.sending and self.remote is not None:
+        while self._events and self._events[0] is None:
+            self._events.popleft()
+            self._event_start = self.sender.timestamp
+        if self._events and self._events[0] != "gap" and negotiated.sending \
+                and self.remote is not None:
+            payload, marker = self._events.popleft()
+            packet = self.sender.event_packet(negotiated.event_type, payload, marker,
+                                              self._event_start)
+            self.sender.skip(self._samples)
+            self._send_rtp(packet)
+        elif negotiated.sending and self.remote is not None:
+            if self._events:
+                self._events.popleft()  # a gap between digits: audio again
             packet = self.sender.packet(self._encode(frame), self._samples)
             self._last_sent = now
-            try:
-                self._rtp.sendto(packet, self.remote)
-            except OSError:
-                pass  # unreachable for now: RTP is loss-tolerant, the timeout decides
+            self._send_rtp(packet)
         else:
             self.sender.skip(self._samples)
         payload = self.jitter.get(int(now * 1000))
@@ -190,6 +213,12 @@ class MediaSession:
                         self.rtp_timeout)
             if self.on_timeout is not None:
                 self.on_timeout(self.rtp_timeout)
+
+    def _send_rtp(self, packet):
+        try:
+            self._rtp.sendto(packet, self.remote)
+        except OSError:
+            pass  # unreachable for now: RTP is loss-tolerant, the timeout decides
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -486,3 +486,27 @@ def test_a_second_agent_on_the_same_control_socket_is_refused(demo):
     # The first agent still answers on it.
     status = appliance("status", "--control", demo.control, "--json")
     assert status.returncode == 0 and "devices" in json.loads(status.stdout)
+
+
+# -- call ---------------------------------------------------------------------------------------
+
+
+def test_call_the_intercom_and_open_the_door_with_the_code(demo):
+    result = appliance("call", "sip:intercom@127.0.0.1:%d" % demo.port, "--user", "demo",
+                       "--password", "demo", "--audio", "null", "--dtmf", "1234#",
+                       "--duration", "1.5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "answered by sip:intercom@127.0.0.1:%d (PCMU, telephone-event)" \
+        % demo.port
+    assert lines[2] == "sending DTMF 1234#"
+    assert lines[3].startswith("ended: hung up after 1.5 s (RTP sent ")
+    demo.wait_for("stderr", r"the door code from demo is right: opening strike", 5.0)
+    demo.wait_for("stderr", r"strike \(relay\): on", 5.0)
+
+
+def test_call_with_a_wrong_password_is_refused(demo):
+    result = appliance("call", "sip:intercom@127.0.0.1:%d" % demo.port, "--user", "demo",
+                       "--password", "nope", "--audio", "null")
+    assert result.returncode == 1
+    assert "ended: 401 Unauthorized" in result.stdout

@@ -1,0 +1,151 @@
+"""`appliance call URI`: a call from the command line, made with the intercom's own call
+and media code (call.py, media/session.py): INVITE with our offer (digest when challenged),
+audio from and to an audio port (the default device, `null`, or a WAV file to send), DTMF
+digits to send once answered, and a BYE at Ctrl-C or after `duration` seconds."""
+
+import asyncio
+import signal
+
+from .agent import USER_AGENT
+from .call import ALLOW, ENDED, OutgoingCall
+from .client import ClientError, _target
+from .media.session import MediaError, MediaSession
+from .net.resolver import resolve
+from .net.stack import SipStack
+from .sip import sdp
+from .sip.digest import same_credentials
+from .sip.endpoint import Capabilities
+from .sip.events import RequestReceived
+
+
+class _Printer:
+    """The listener of the call: prints what happens, one line each."""
+
+    def __init__(self, call_done, digits, out):
+        self.call_done = call_done
+        self.digits = digits
+        self.out = out
+
+    def call_answered(self, call):
+        negotiated = call.negotiated
+        self.out("answered by %s (%s%s)" % (call.peer, negotiated.codec if negotiated else "?",
+                                            ", telephone-event" if negotiated
+                                            and negotiated.event_type else ""))
+        if self.digits:
+            if call.media.send_digits(self.digits):
+                self.out("sending DTMF %s" % self.digits)
+            else:
+                self.out("the other side takes no DTMF events; not sent")
+
+    def call_ended(self, call):
+        media = call.media
+        if media is not None:
+            status = media.status()
+            self.out("ended: %s (RTP sent %s, received %s, lost %s)" % (
+                call.reason, status.get("sent", 0), status.get("received", 0),
+                status.get("lost", 0)))
+            media.close()
+        else:
+            self.out("ended: %s" % call.reason)
+        self.call_done.set()
+
+    def call_sdp(self, call, session):
+        negotiated = sdp.accepted(session)
+        if negotiated is not None:
+            call.negotiated = negotiated
+            call.media.start(negotiated)
+
+    def call_offer(self, call, offer):
+        media = call.media
+        if offer is None:
+            return sdp.offer(media.address, media.port, call.id, call.sdp_version + 1)
+        made = sdp.answer(offer, media.address, media.port, call.id, call.sdp_version + 1)
+        if made is None:
+            return None
+        text, negotiated = made
+        call.negotiated = negotiated
+        media.start(negotiated)
+        self.out("media now %s" % negotiated.direction)
+        return text
+
+    def call_info(self, call, request):
+        pass
+
+
+async def place_call(uri_text, audio="default", username=None, password=None, proxy=None,
+                     duration=None, digits="", timeout=30.0, out=print):
+    """Call `uri_text` until either side hangs up (or `duration` seconds after the
+    answer); returns 0 when the call was answered, 1 otherwise."""
+    target = _target(uri_text, "URI")
+    next_hop = _target(proxy, "proxy") if proxy else target
+    transport, address, port = await resolve(next_hop)
+    loop = asyncio.get_running_loop()
+    call_done = asyncio.Event()
+    holder = []
+
+    def on_event(event):
+        if not holder:
+            return
+        call = holder[0]
+        if isinstance(event, RequestReceived):
+            if event.dialog is not None and event.dialog is call.dialog:
+                call.in_dialog(event)
+            elif event.transaction is not None:
+                stack.respond(event.transaction, 481)
+        else:
+            call.response(event)
+
+    family_any = "::" if ":" in address else "0.0.0.0"
+    advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
+    stack = SipStack([("udp", family_any, 0), ("tcp", family_any, 0)], on_event,
+                     Capabilities(allow=tuple(m.strip() for m in ALLOW.split(",")),
+                                  accept=("application/sdp",)),
+                     user_agent=USER_AGENT, advertise=advertise)
+    await stack.start()
+    media = None
+    try:
+        endpoint = stack.endpoint
+        local_host = stack.local_host_toward(transport, address) or \
+            endpoint.local[transport][0].strip("[]")
+        if advertise:
+            local_host = address
+        media = MediaSession(loop, audio)
+        try:
+            await media.open(local_host)
+        except MediaError as error:
+            raise ClientError(str(error)) from None
+        local_port = endpoint.local[transport][1]
+        shown = "[%s]" % local_host if ":" in local_host else local_host
+        contact = "sip:appliance@%s:%d%s" % (shown, local_port,
+                                             "" if transport == "udp"
+                                             else ";transport=" + transport)
+        credentials = same_credentials(username, password) if username and password else None
+        listener = _Printer(call_done, digits, out)
+        call = OutgoingCall(stack, loop, listener, "appliance", contact, str(target),
+                            username and "sip:%s@%s" % (username, target.host)
+                            or "sip:appliance@%s" % shown,
+                            (transport, address, port),
+                            ("%s;lr" % next_hop,) if proxy else (), credentials)
+        call.media = media
+        call.offer = sdp.offer(media.address, media.port, call.id)
+        holder.append(call)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, call.hang_up, "hung up here")
+        out("calling %s" % uri_text)
+        call.start()
+        answered_by = loop.time() + timeout
+        while not call_done.is_set():
+            if call.state != ENDED and call.answered_at is None and loop.time() > answered_by:
+                call.hang_up("no answer within %g s" % timeout)
+            if duration is not None and call.answered_at is not None \
+                    and loop.time() - call.answered_at >= duration:
+                call.hang_up("hung up after %g s" % duration)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the BYE's 200, if it hung up here
+        return 0 if call.answered_at is not None else 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if media is not None:
+            media.close()
+        await stack.close()
