@@ -121,10 +121,10 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
                                              else ";transport=" + transport)
         credentials = same_credentials(username, password) if username and password else None
         listener = _Printer(call_done, digits, out)
+        from_uri = "sip:%s@%s" % (username, target.host) if username \
+            else "sip:appliance@%s" % shown
         call = OutgoingCall(stack, loop, listener, "appliance", contact, str(target),
-                            username and "sip:%s@%s" % (username, target.host)
-                            or "sip:appliance@%s" % shown,
-                            (transport, address, port),
+                            from_uri, (transport, address, port),
                             ("%s;lr" % next_hop,) if proxy else (), credentials)
         call.media = media
         call.offer = sdp.offer(media.address, media.port, call.id)
