@@ -28,6 +28,7 @@ import logging
 from . import commands
 from .call import ANSWERED, ENDED, RINGING, IncomingCall, OutgoingCall
 from .media import dtmf
+from .media.audio import AudioError, open_audio
 from .media.session import MediaError, MediaSession
 from .net.resolver import ResolveError, resolve
 from .redact import printable
@@ -57,6 +58,21 @@ class Calls:
 
     def start(self, loop):
         self._loop = loop
+        for spec in self.agent.config.devices:
+            if spec.type == "intercom":
+                self._spawn(self._check_audio(spec))
+
+    async def _check_audio(self, spec):
+        """Open the intercom's audio once at start, so that a missing sound card is in the
+        log now, with the devices there are, rather than at the first visitor."""
+        try:
+            port = await asyncio.to_thread(open_audio, spec.audio)
+        except AudioError as error:
+            log.error("intercom %s, audio = %r: %s; its calls are refused until that is "
+                      "fixed", spec.name, spec.audio, error)
+            return
+        await asyncio.to_thread(port.close)
+        log.info("%s: audio %s", spec.name, port.name)
 
     # -- routing from the agent ----------------------------------------------------------------
 
