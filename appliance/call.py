@@ -27,6 +27,7 @@ from .sip.digest import DigestClient
 from .sip.errors import ParseError, SipError
 from .sip.events import ResponseReceived, TransactionTimedOut
 from .sip.message import Request, make_request
+from .sip.transaction import ACCEPTED, TERMINATED
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ class Call:
         self.answered_at = None
         self.ended_at = None
         self.sdp_version = 0  # o= version of what we send, one more each time
+        self.media = None  # the owner's MediaSession
+        self.negotiated = None  # what the last offer/answer agreed
+        self.allowed = True  # whether its DTMF may open the door
         self._pending_2xx = None  # (transaction, CSeq) of a 2xx waiting for its ACK
+        self._bye_after_ack = None  # a hang-up asked while our 2xx waits for its ACK
         self._resend = None
         self._transactions = set()  # ours in progress (BYE, CANCEL, INVITE)
 
@@ -72,6 +77,11 @@ class Call:
     def hang_up(self, reason="hung up"):
         """End the call: BYE once answered; what goes before is the subclasses'."""
         if self.state == ENDED:
+            return
+        if self._pending_2xx is not None:
+            # No BYE before the ACK of our 2xx (RFC 3261 section 15): it follows the ACK,
+            # or the give-up on it.
+            self._bye_after_ack = reason
             return
         if self.dialog is not None and self.state in (ANSWERED, CONNECTING):
             try:
@@ -82,6 +92,21 @@ class Call:
 
     def owns(self, transaction):
         return transaction in self._transactions
+
+    @property
+    def busy(self):
+        """Whether SIP of ours is still under way (a BYE or CANCEL waiting for its answer;
+        an INVITE that has its 2xx only waits for forks)."""
+        return any(t.state not in (ACCEPTED, TERMINATED) for t in self._transactions)
+
+    def response(self, event):
+        """A client transaction event: True when it is one of ours (a BYE's, a CANCEL's)."""
+        transaction = getattr(event, "transaction", None)
+        if transaction not in self._transactions:
+            return False
+        if not isinstance(event, ResponseReceived) or event.response.status >= 200:
+            self._transactions.discard(transaction)
+        return True
 
     # -- in the dialog ---------------------------------------------------------------------
 
@@ -98,7 +123,7 @@ class Call:
             return
         if method == "BYE":
             self.stack.respond(transaction, 200)
-            self._end("the other side hung up")
+            self._bye_received()
         elif method == "INVITE":
             self._reinvite(event)
         elif method == "INFO":
@@ -109,8 +134,15 @@ class Call:
         else:
             self.stack.respond(transaction, 405, fields=(("Allow", ALLOW),))
 
+    def _bye_received(self):
+        self._end("the other side hung up")
+
     def _reinvite(self, event):
         request = event.request
+        if self.state not in (ANSWERED, CONNECTING):
+            # Before our final response to the first INVITE (RFC 3261 section 14.2).
+            self.stack.respond(event.transaction, 500, fields=(("Retry-After", 2),))
+            return
         if self._pending_2xx is not None:
             # Our last 2xx still waits for its ACK: its offer/answer is not done (3261 14.2).
             self.stack.respond(event.transaction, 491, fields=(("Retry-After", 1),))
@@ -134,6 +166,11 @@ class Call:
             return  # a retransmitted ACK
         self._pending_2xx = None
         self._cancel_resend()
+        if self._bye_after_ack is not None:
+            if self.state == CONNECTING:
+                self.state = ANSWERED
+            self.hang_up(self._bye_after_ack)
+            return
         offerless = pending[2]
         if offerless:
             answer = None
@@ -173,10 +210,11 @@ class Call:
             return
         if self.loop.time() >= give_up or not self.stack.resend_2xx(pending[0]):
             self._pending_2xx = None
-            log.warning("call %s: no ACK for our 200; hanging up", self.id)
+            if self._bye_after_ack is None:
+                log.warning("call %s: no ACK for our 200; hanging up", self.id)
             if self.state == CONNECTING:
                 self.state = ANSWERED  # confirmed without its ACK: end it with a BYE
-            self.hang_up("no ACK")
+            self.hang_up(self._bye_after_ack or "no ACK")
             return
         t2 = self.stack.endpoint.timers.t2 / 1000.0
         self._schedule_resend(min(2 * interval, t2), give_up)
@@ -262,6 +300,12 @@ class IncomingCall(Call):
         """The caller's CANCEL (the core answered 487 already)."""
         self._end("cancelled by the caller")
 
+    def _bye_received(self):
+        if self.state == RINGING:
+            # A BYE in the early dialog: the INVITE ends too (RFC 3261 section 15.1.2).
+            self.stack.respond(self.transaction, 487, to_tag=self.dialog.local_tag)
+        super()._bye_received()
+
     def hang_up(self, reason="hung up"):
         if self.state == RINGING:
             self.reject(480, "Temporarily Unavailable")
@@ -292,6 +336,7 @@ class OutgoingCall(Call):
         self.invite = None  # the INVITE's client transaction
         self.state = CALLING
         self._challenges = 0
+        self._provisional = False  # a 1xx came: a CANCEL may go (RFC 3261 section 9.1)
         self._cancel_wanted = False
         self._acks = {}  # remote tag -> the ACK sent for its 2xx (sent again for a resend)
 
@@ -316,11 +361,17 @@ class OutgoingCall(Call):
         if self.state in (ANSWERED, CONNECTING):
             self.hang_up(reason)
             return
+        if self.reason is not None and self._cancel_wanted:
+            self._end(reason)  # asked again (a second Ctrl-C): stop waiting
+            return
         self.reason = reason
-        if self.state == RINGING:
+        self._cancel_wanted = True
+        if self._provisional:
             self._send_cancel()
-        else:
-            self._cancel_wanted = True  # sent with the first provisional response
+        # else sent with the first provisional response (RFC 3261 section 9.1). Either
+        # way, a callee that never answers it is given up after 64*T1.
+        self.loop.call_later(64 * self.stack.endpoint.timers.t1 / 1000.0, self._end,
+                             reason)
 
     def hang_up(self, reason="hung up"):
         if self.state in (CALLING, RINGING):
@@ -331,16 +382,13 @@ class OutgoingCall(Call):
     def response(self, event):
         """A client transaction event of ours: True when taken."""
         transaction = getattr(event, "transaction", None)
-        if transaction not in self._transactions:
-            return False
+        if transaction is not self.invite or transaction not in self._transactions:
+            return super().response(event)
         if isinstance(event, ResponseReceived):
-            if transaction is self.invite:
-                self._invite_response(event.response)
-            elif event.response.status >= 200:
-                self._transactions.discard(transaction)
+            self._invite_response(event.response)
         else:
             self._transactions.discard(transaction)
-            if transaction is self.invite and self.state in (CALLING, RINGING):
+            if self.state in (CALLING, RINGING):
                 self._end("no answer from %s" % self.target if isinstance(
                     event, TransactionTimedOut) else "cannot reach %s" % self.target)
         return True
@@ -348,10 +396,12 @@ class OutgoingCall(Call):
     def _invite_response(self, response):
         status = response.status
         if status < 200:
+            first = not self._provisional
+            self._provisional = True
             if status > 100 and self.state == CALLING:
                 self.state = RINGING
-                if self._cancel_wanted:
-                    self._send_cancel()
+            if first and self._cancel_wanted:
+                self._send_cancel()
             return
         if status < 300:
             self._two_hundred(response)
@@ -362,6 +412,7 @@ class OutgoingCall(Call):
                 and self.state != ENDED and self.digest.challenged(response):
             self._challenges += 1
             self.state = CALLING
+            self._provisional = False
             self.start()
             return
         self._end(self.reason if status == 487 and self.reason

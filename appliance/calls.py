@@ -39,6 +39,9 @@ from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
+WRONG_CODES = 3  # wrong door codes in a row (in any calls) that lock the intercom ...
+LOCKOUT = 60.0  # ... for this long, doubling with each further one
+
 
 class Calls:
     def __init__(self, agent):
@@ -47,7 +50,9 @@ class Calls:
         self.agent = agent
         self.stack = agent.stack
         self.calls = {}  # id -> Call, until it ends
+        self._ended = {}  # id -> (Call, loop time to forget it): late answers still reach it
         self._dialogs = {}  # dialog id -> Call
+        self._lockouts = {}  # intercom name -> (wrong codes in a row, locked until)
         self._timers = {}  # call id -> [timer handles]
         self._pins = {}  # call id -> dtmf.PinCollector
         self._rings = {}  # doorbell name -> the task ringing the household
@@ -93,11 +98,14 @@ class Calls:
         return False
 
     def handle(self, event):
-        """A client transaction event: True when it belongs to a call."""
-        for call in list(self.calls.values()):
-            if isinstance(call, OutgoingCall) and call.response(event):
-                return True
-            if call.owns(getattr(event, "transaction", None)):
+        """A client transaction event: True when it belongs to a call (one that ended
+        within 64*T1 too: the answer to its BYE or CANCEL, a fork's late 2xx)."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        for call_id, (_, forget_at) in list(self._ended.items()):
+            if now >= forget_at:
+                del self._ended[call_id]
+        for call in list(self.calls.values()) + [c for c, _ in self._ended.values()]:
+            if call.response(event):
                 return True
         return False
 
@@ -114,7 +122,9 @@ class Calls:
         if self._closing:
             agent.respond(event, 503, "Shutting Down")
             return
-        active = [c for c in self.calls.values() if c.device == name and c.state != ENDED]
+        # The doorbell's calls use this intercom's audio too: they count.
+        active = [c for c in self.calls.values() if c.state != ENDED
+                  and (c.device == name or c.direction == "out")]
         if len(active) >= spec.max_calls:
             log.info("call from %s to %s refused: busy (%d call(s))", user, name, len(active))
             agent.respond(event, 486)
@@ -148,7 +158,8 @@ class Calls:
             call.reject(500, "Media Unavailable")
             return
         if call.state != RINGING:
-            return  # cancelled meanwhile
+            call.media.close()  # cancelled meanwhile
+            return
         delay = 0.0 if call.auto else spec.answer_after
         if delay > 0:
             call.ring()
@@ -184,8 +195,8 @@ class Calls:
             log.info("%s pressed while it rings the household: nothing more to do", name)
             return True
         intercom = self._intercom()
-        busy = [c for c in self.calls.values()
-                if c.state != ENDED and (intercom is None or c.device in (name, intercom.name))]
+        busy = [c for c in self.calls.values() if c.state != ENDED and c.reason is None
+                and (intercom is None or c.device in (name, intercom.name))]
         if busy:
             log.info("%s pressed during a call: the call goes on", name)
             return True
@@ -286,6 +297,8 @@ class Calls:
             handle.cancel()
         self._pins.pop(call.id, None)
         self.calls.pop(call.id, None)
+        t1 = self.stack.endpoint.timers.t1 / 1000.0
+        self._ended[call.id] = (call, self._loop.time() + 64 * t1)
         if call.dialog is not None:
             self._dialogs.pop(call.dialog.id, None)
         if call.media is not None:
@@ -328,31 +341,61 @@ class Calls:
         if call.state != ANSWERED or intercom is None or not intercom.dtmf_code \
                 or not getattr(call, "allowed", True):
             return
-        pins = self._pins.get(call.id)
-        if pins is None:
-            pins = self._pins[call.id] = dtmf.PinCollector(intercom.dtmf_code)
+        code, pins = self._pins.get(call.id, (None, None))
+        if code != intercom.dtmf_code:  # a new call, or a reload changed the code
+            pins = dtmf.PinCollector(intercom.dtmf_code, attempts=10 ** 6)  # locks: below
+            self._pins[call.id] = (intercom.dtmf_code, pins)
+        before = pins.failures
         result = pins.feed(digit)
-        if result is None:
-            return
+        if result is None or (result == "refused" and pins.failures == before):
+            return  # digits still coming, or a lone # (it guesses nothing)
         who = getattr(call, "user", None) or call.peer
+        wrong, locked_until = self._lockouts.get(intercom.name, (0, 0.0))
+        now = self._loop.time()
+        if now < locked_until:
+            result = "locked"  # not even checked: guessing waits out the lockout
         if result == "accepted":
+            self._lockouts.pop(intercom.name, None)
             log.info("call %s: the door code from %s is right: opening %s", call.id, who,
                      intercom.strike)
             self._open(intercom.strike)
             self._publish(call.device, "dtmf_accepted", call=call.id, by=who)
-        else:
-            log.warning("call %s: a wrong door code from %s (%d)", call.id, who,
-                        pins.failures)
-            self._publish(call.device, "dtmf_refused", call=call.id, by=who,
-                          failures=pins.failures)
-            if result == "locked":
-                call.hang_up("three wrong door codes")
+            return
+        if result != "locked":
+            wrong += 1
+            if wrong >= WRONG_CODES:
+                # Across calls: three wrong codes lock the intercom for a while, longer
+                # each time, whoever calls.
+                lock = LOCKOUT * 2 ** min(wrong - WRONG_CODES, 6)
+                locked_until = now + lock
+                log.warning("intercom %s: %d wrong door codes in a row; none is taken for "
+                            "%.0f s", intercom.name, wrong, lock)
+                result = "locked"
+            self._lockouts[intercom.name] = (wrong, locked_until)
+        log.warning("call %s: a wrong door code from %s (%d in a row)%s", call.id, who,
+                    wrong, "" if result != "locked" else "; hanging up")
+        self._publish(call.device, "dtmf_refused", call=call.id, by=who, failures=wrong)
+        if result == "locked":
+            call.hang_up("three wrong door codes")
 
     def media_dtmf(self, call, digit):
         self._digit(call, digit)
 
     def media_timeout(self, call, seconds):
         call.hang_up("no RTP for %g s" % seconds)
+
+    def reconsider(self):
+        """After a config reload: hang up the calls in of users no longer allowed the
+        intercom they called, and those to a device no longer an intercom."""
+        agent = self.agent
+        for call in list(self.calls.values()):
+            if not isinstance(call, IncomingCall):
+                continue
+            spec = agent.spec(call.device)
+            if spec is None or spec.type != "intercom":
+                call.hang_up("the intercom left the config")
+            elif not agent.access.allowed(call.user, call.device):
+                call.hang_up("%s may no longer use %s" % (call.user, call.device))
 
     # -- status and end --------------------------------------------------------------------
 
@@ -370,11 +413,12 @@ class Calls:
         self._closing = True
         for task in list(self._rings.values()):
             task.cancel()
-        for call in list(self.calls.values()):
+        ending = list(self.calls.values())
+        for call in ending:
             call.hang_up("the intercom is stopping")
         deadline = self._loop.time() + wait if self._loop else 0
         while self._loop is not None and self._loop.time() < deadline and any(
-                call._transactions for call in self.calls.values()):
+                call.busy for call in ending):
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
@@ -388,7 +432,7 @@ class Calls:
             on_dtmf=lambda digit: self.media_dtmf(call, digit),
             on_timeout=lambda seconds: self.media_timeout(call, seconds),
             rtp_timeout=intercom.rtp_timeout if intercom is not None else 30.0,
-            stun=nat.stun if nat is not None else None)
+            stun=nat.stun if nat is not None else None, peer_host=peer_host)
         call.media = media
         await media.open(self.stack.local_host_toward("udp", peer_host)
                          or self.stack.endpoint.local["udp"][0])

@@ -12,8 +12,8 @@ the end. When nothing arrives for `rtp_timeout` seconds while we should be recei
 `on_timeout(seconds)` is called once.
 """
 
-import asyncio
 import collections
+import ipaddress
 import logging
 import random
 import socket
@@ -22,7 +22,7 @@ import time
 from ..errors import ApplianceError
 from ..nat import public_address_of
 from . import g711, rtcp
-from .audio import AudioError, open_audio
+from .audio import NullPort, open_audio
 from .dtmf import DtmfReceiver, event_payloads
 from .jitter import JitterBuffer
 from .rtp import RtpSender, RtpStats, is_rtcp, parse_rtp
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PORTS = (16384, 32766)  # the even RTP ports picked from; RTCP is the next one up
 PORT_TRIES = 64
 STUN_WAIT = 1.0  # seconds the SDP waits for the public mapping of the RTP socket
+READ_BATCH = 64  # datagrams read per wake-up
+LATCH_AFTER = 3  # packets in a row from an address the SDP did not name, to latch to it
 RTCP_INTERVAL = 5.0
 CLOCK = 8000
 
@@ -42,9 +44,11 @@ class MediaError(ApplianceError):
 
 class MediaSession:
     def __init__(self, loop, audio, on_dtmf=None, on_timeout=None, rtp_timeout=30.0,
-                 stun=None, ports=PORTS):
-        """`audio` is the audio spec ("null", "default", a device name, a WAV path)."""
+                 stun=None, ports=PORTS, peer_host=None):
+        """`audio` is the audio spec ("null", "default", a device name, a WAV path);
+        `peer_host` the address the call's SIP came from, which RTP may come from too."""
         self.loop = loop
+        self.peer_host = peer_host
         self.audio_spec = audio
         self.on_dtmf = on_dtmf
         self.on_timeout = on_timeout
@@ -65,7 +69,8 @@ class MediaSession:
         self._event_start = 0
         self._rtp = None
         self._rtcp = None
-        self._latched = False
+        self._latched = None  # the (host, port) RTP is taken from, once known
+        self._candidate = (None, 0)  # ((source, ssrc), packets in a row) before latching
         self._tick = None
         self._ticks = 0
         self._epoch = None
@@ -101,6 +106,8 @@ class MediaSession:
         self.address, self.port = host, port
         if self.stun:
             mapped = await public_address_of(rtp, self.stun, STUN_WAIT)
+            if self.closed:
+                return  # the call ended meanwhile (close() closed the sockets)
             if mapped is not None:
                 self.address, self.port = mapped
             else:
@@ -110,22 +117,47 @@ class MediaSession:
         rtcp_sock.setblocking(False)
         self.loop.add_reader(rtp, self._receive_rtp)
         self.loop.add_reader(rtcp_sock, self._receive_rtcp)
-        try:  # PortAudio takes a good part of a second to open a device on a Pi
-            self.audio = await asyncio.to_thread(open_audio, self.audio_spec)
-        except AudioError as error:
-            self.close()
-            raise MediaError(str(error)) from None
+
+    def _open_audio(self):
+        """Open the audio port in a worker thread (PortAudio takes a good part of a second
+        on a Pi), with silence meanwhile: only once media starts, so a doorbell ringing
+        three phones does not hold the sound card three times."""
+        self.audio = NullPort()
+        if self.audio_spec == "null":
+            return
+
+        def opened(future):
+            error = future.exception()
+            if error is not None:
+                log.error("audio %r: %s; the call goes on without sound", self.audio_spec,
+                          error)
+                return
+            if self.closed:
+                self.loop.run_in_executor(None, future.result().close)
+            else:
+                self.audio = future.result()
+
+        self.loop.run_in_executor(None, open_audio, self.audio_spec).add_done_callback(
+            lambda future: self.loop.call_soon_threadsafe(opened, future))
 
     def start(self, negotiated):
         """Send and receive as `negotiated` (an offer/answer's outcome) says; again with a
         re-INVITE's, which may hold (sendonly, inactive) or move the stream."""
+        if self.closed:
+            return
         first = self.negotiated is None
         moved = first or (negotiated.address, negotiated.port) != (
             self.negotiated.address, self.negotiated.port)
+        resumed = negotiated.receiving and (first or not self.negotiated.receiving)
         self.negotiated = negotiated
         if moved:
             self.remote = (negotiated.address, negotiated.port)
-            self._latched = False
+            self._latched = None
+        if resumed:  # the RTP timeout counts from when receiving starts again
+            self._last_rtp = self.loop.time()
+            self._timed_out = False
+        if self.audio is None:
+            self._open_audio()
         if self.sender is None or self.sender.payload_type != negotiated.payload_type:
             self.sender = RtpSender(negotiated.payload_type)
         self._encode = g711.ENCODERS[negotiated.codec]
@@ -135,7 +167,6 @@ class MediaSession:
             self.jitter = JitterBuffer(ptime=negotiated.ptime)
         if first:
             self._epoch = self.loop.time()
-            self._last_rtp = self._epoch
             self._tick = self.loop.call_at(self._epoch, self._on_tick)
             self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
                                                 self._send_report)
@@ -223,31 +254,32 @@ class MediaSession:
     # -- receiving -----------------------------------------------------------------------
 
     def _receive_rtp(self):
-        while True:
+        for _ in range(READ_BATCH):  # then the loop's other work, even under a flood
             try:
                 data, source = self._rtp.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # BlockingIOError: all read
                 return
             if not data or data[0] < 2 or is_rtcp(data):
                 continue  # a late STUN answer, or RTCP muxed where it should not be
+            negotiated = self.negotiated
+            if negotiated is None or not negotiated.receiving:
+                continue  # not yet, or on hold with us not listening
+            source = (source[0], source[1])
             try:
                 packet = parse_rtp(data)
             except ValueError:
                 continue
-            negotiated = self.negotiated
-            if negotiated is None:
-                continue
             kind = packet.payload_type
             if kind != negotiated.payload_type and kind != negotiated.event_type:
                 continue
-            if not self._latched:
+            if not self._from_peer(source, packet.ssrc):
+                continue
+            if self._latched is None:
                 # Symmetric RTP: answer where it comes from (the caller's NAT mapping).
-                self._latched = True
-                if self.remote != (source[0], source[1]):
+                self._latched = source
+                if self.remote != source:
                     log.info("RTP from %s:%d: sending there", source[0], source[1])
-                    self.remote = (source[0], source[1])
+                    self.remote = source
             now = self.loop.time()
             self._last_rtp = now
             self._timed_out = False
@@ -262,12 +294,35 @@ class MediaSession:
                 self.jitter.put(packet.sequence, packet.timestamp, packet.payload,
                                 int(now * 1000), packet.marker)
 
+    def _from_peer(self, source, ssrc):
+        """Whether RTP from `source` belongs to the call: once latched, that address only;
+        before, an address the SDP or the SIP named (the caller's public address behind
+        its NAT), so that a stranger who sends first takes neither the stream nor the
+        door code. Only when the SDP names a private address (a peer behind a NAT we
+        cannot see from SIP) may another address take it, after LATCH_AFTER packets in a
+        row of one source."""
+        if self._latched is not None:
+            return source == self._latched
+        host = source[0]
+        if host in (self.negotiated.address, self.peer_host) \
+                or (self.remote is not None and host == self.remote[0]):
+            return True
+        if not _private(self.negotiated.address):
+            return False
+        candidate = (source, ssrc)
+        count = self._candidate[1] + 1 if self._candidate[0] == candidate else 1
+        self._candidate = (candidate, count)
+        return count >= LATCH_AFTER
+
     def _receive_rtcp(self):
-        while True:
+        for _ in range(READ_BATCH):
             try:
-                data, _ = self._rtcp.recvfrom(2048)
+                data, source = self._rtcp.recvfrom(2048)
             except OSError:
                 return
+            if self.negotiated is None or self._latched is None \
+                    or source[0] != self._latched[0]:
+                continue
             try:
                 packets = rtcp.parse_rtcp(data)
             except ValueError:
@@ -320,3 +375,10 @@ class MediaSession:
                        lost=self.jitter.lost)
         return out
 
+
+def _private(host):
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_unspecified
