@@ -298,16 +298,17 @@ class MediaSession:
         """Whether RTP from `source` belongs to the call: once latched, that address only;
         before, an address the SDP or the SIP named (the caller's public address behind
         its NAT), so that a stranger who sends first takes neither the stream nor the
-        door code. Only when the SDP names a private address (a peer behind a NAT we
-        cannot see from SIP) may another address take it, after LATCH_AFTER packets in a
-        row of one source."""
+        door code. Only when the SDP names a private address while the SIP came from a
+        public one (a peer behind a NAT, through a proxy outside) may another address take
+        it, after LATCH_AFTER packets in a row of one source."""
         if self._latched is not None:
             return source == self._latched
         host = source[0]
         if host in (self.negotiated.address, self.peer_host) \
                 or (self.remote is not None and host == self.remote[0]):
             return True
-        if not _private(self.negotiated.address):
+        if not _private(self.negotiated.address) or self.peer_host is None \
+                or _private(self.peer_host):
             return False
         candidate = (source, ssrc)
         count = self._candidate[1] + 1 if self._candidate[0] == candidate else 1

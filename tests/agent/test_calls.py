@@ -4,8 +4,12 @@ the doorbell ringing the household. The phones are tests/agent/phone.py."""
 
 import asyncio
 import contextlib
+import socket
+import struct
 
+from appliance.config import load
 from appliance.sip import sdp
+from appliance.sip.dialog import Dialog
 
 from .phone import Phone
 from .support import agent_from, run, wait_until
@@ -330,5 +334,116 @@ def test_nobody_answering_sends_a_missed_visitor_message(tmp_path):
                 assert message.method == "MESSAGE"
                 assert message.body.decode().startswith("Missed visitor at ")
                 await carol.respond(message, source, 200)
+
+    run(body())
+
+
+# -- what the review found ---------------------------------------------------------------------
+
+
+def test_a_stranger_cannot_take_the_stream_nor_key_the_code(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            stranger.bind(("127.0.0.2", 0))  # another address than the call's
+            try:
+                for digit_packet in _digit_packets("1234#"):
+                    stranger.sendto(digit_packet, alice.remote_rtp)
+                    await asyncio.sleep(0.005)
+                await alice.send_rtp(3)  # the caller's own stream
+                await asyncio.sleep(0.3)
+                assert strike(agent) == 0  # the stranger's code counted for nothing
+                alice.rtp_received()
+                await asyncio.sleep(0.2)
+                assert alice.rtp_received() >= 5  # the intercom still talks to alice
+                await alice.send_digits("1234#")
+                assert await wait_until(lambda: strike(agent) == 1)
+            finally:
+                stranger.close()
+            await alice.in_dialog("BYE")
+
+    run(body())
+
+
+def _digit_packets(digits):
+    from appliance.media.dtmf import event_payloads
+
+    out = []
+    for number, digit in enumerate(digits):
+        for sequence, (payload, marker) in enumerate(event_payloads(digit)):
+            out.append(struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 101,
+                                   100 * number + sequence, 5000 + 800 * number, 0xBAD)
+                       + payload)
+    return out
+
+
+def test_wrong_codes_lock_the_intercom_across_calls(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent:
+            async with phone() as alice:
+                await alice.call(uri(agent), port(agent))
+                for _ in range(3):
+                    await alice.send_digits("9999#")
+                assert (await alice.request())[0].method == "BYE"
+            async with phone() as alice:  # calls again at once, with the right code
+                await alice.call(uri(agent), port(agent))
+                await alice.send_digits("1234#")
+                assert (await alice.request())[0].method == "BYE"
+                assert strike(agent) == 0
+
+    run(body())
+
+
+def test_a_bye_while_it_rings_ends_the_invite_with_487(tmp_path):
+    async def body():
+        async with home(tmp_path, answer_after=5) as agent, phone() as alice:
+            calling = asyncio.ensure_future(alice.call(uri(agent), port(agent)))
+            ringing = await alice.provisional()
+            while ringing.status != 180:
+                ringing = await alice.provisional()
+            alice.dialog = Dialog.as_uac(alice.invite, ringing)
+            bye = alice.dialog.create_request("BYE")
+            bye.add_first("Via", alice._via()[1])
+            await alice._send(bye)
+            assert (await calling).status == 487
+            assert agent.status()["calls"] == []
+
+    run(body())
+
+
+def test_a_user_removed_by_a_reload_is_hung_up(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            text = (tmp_path / "home.toml").read_text().replace(
+                'devices = ["intercom"]', "devices = []")
+            (tmp_path / "home.toml").write_text(text)
+            await agent.reload(load(str(tmp_path / "home.toml"), environ={}))
+            assert (await alice.request())[0].method == "BYE"
+            assert agent.calls.history[-1]["reason"] == "alice may no longer use intercom"
+
+    run(body())
+
+
+def test_a_long_hold_then_resume_keeps_the_call(tmp_path):
+    async def body():
+        async with home(tmp_path, rtp_timeout=0.5) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            inactive = sdp.offer("127.0.0.1", alice.rtp_port, "77", version=2,
+                                 direction="inactive")
+            await alice.in_dialog("INVITE", body=inactive.encode(),
+                                  fields=[("Content-Type", "application/sdp")])
+            await alice.ack()
+            await asyncio.sleep(1.0)  # twice rtp_timeout, silent: on hold that is fine
+            resume = sdp.offer("127.0.0.1", alice.rtp_port, "77", version=3)
+            await alice.in_dialog("INVITE", body=resume.encode(),
+                                  fields=[("Content-Type", "application/sdp")])
+            await alice.ack()
+            sending = asyncio.ensure_future(alice.send_rtp(20))
+            await asyncio.sleep(0.3)
+            assert agent.status()["calls"][0]["state"] == "answered"
+            sending.cancel()
+            await alice.in_dialog("BYE")
 
     run(body())
