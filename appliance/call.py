@@ -64,8 +64,7 @@ class Call:
         self.answered_at = None
         self.ended_at = None
         self.sdp_version = 0  # o= version of what we send, one more each time
-        self.media = None  # the owner's MediaSession
-        self.negotiated = None  # what the last offer/answer agreed
+        self.media = None  # the owner's MediaSession (it keeps what offer/answer agreed)
         self.allowed = True  # whether its DTMF may open the door
         self._pending_2xx = None  # (transaction, CSeq) of a 2xx waiting for its ACK
         self._bye_after_ack = None  # a hang-up asked while our 2xx waits for its ACK

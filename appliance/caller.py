@@ -8,11 +8,11 @@ import signal
 
 from .agent import USER_AGENT
 from .call import ALLOW, ENDED, OutgoingCall
+from .calls import reoffer
 from .client import ClientError, _target
 from .media.session import MediaError, MediaSession
 from .net.resolver import resolve
 from .net.stack import SipStack
-from .sip import sdp
 from .sip.digest import same_credentials
 from .sip.endpoint import Capabilities
 from .sip.events import RequestReceived
@@ -27,7 +27,7 @@ class _Printer:
         self.out = out
 
     def call_answered(self, call):
-        negotiated = call.negotiated
+        negotiated = call.media.negotiated
         self.out("answered by %s (%s%s)" % (call.peer, negotiated.codec if negotiated else "?",
                                             ", telephone-event" if negotiated
                                             and negotiated.event_type else ""))
@@ -50,22 +50,12 @@ class _Printer:
         self.call_done.set()
 
     def call_sdp(self, call, session):
-        negotiated = sdp.accepted(session)
-        if negotiated is not None:
-            call.negotiated = negotiated
-            call.media.start(negotiated)
+        call.media.accept(session)
 
     def call_offer(self, call, offer):
-        media = call.media
-        if offer is None:
-            return sdp.offer(media.address, media.port, call.id, call.sdp_version + 1)
-        made = sdp.answer(offer, media.address, media.port, call.id, call.sdp_version + 1)
-        if made is None:
-            return None
-        text, negotiated = made
-        call.negotiated = negotiated
-        media.start(negotiated)
-        self.out("media now %s" % negotiated.direction)
+        text = reoffer(call, offer)
+        if text is not None:
+            self.out("media now %s" % call.media.negotiated.direction)
         return text
 
     def call_info(self, call, request):
@@ -127,7 +117,7 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
                             from_uri, (transport, address, port),
                             ("%s;lr" % next_hop,) if proxy else (), credentials)
         call.media = media
-        call.offer = sdp.offer(media.address, media.port, call.id)
+        call.offer = media.offer(call.id, 1)
         holder.append(call)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, call.hang_up, "hung up here")

@@ -169,18 +169,14 @@ class Calls:
         if call.state != RINGING:
             return
         media = call.media
-        session_id = call.id
+        version = call.sdp_version + 1
         if call.offer is not None:
-            made = sdp.answer(call.offer, media.address, media.port, session_id,
-                              call.sdp_version + 1)
-            if made is None:
+            text = media.answer(call.offer, call.id, version)
+            if text is None:
                 call.reject(488)
                 return
-            text, negotiated = made
-            call.negotiated = negotiated
-            media.start(negotiated)
         else:
-            text = sdp.offer(media.address, media.port, session_id, call.sdp_version + 1)
+            text = media.offer(call.id, version)
         call.answer(text)
 
     # -- outgoing: the doorbell --------------------------------------------------------------
@@ -276,7 +272,7 @@ class Calls:
         except MediaError as error:
             log.error("%s: cannot call %s: %s", name, target, error)
             return None
-        call.offer = sdp.offer(call.media.address, call.media.port, call.id, 1)
+        call.offer = call.media.offer(call.id, 1)
         self._add(call)
         self._event(name, "call_started", call)
         call.start()
@@ -309,27 +305,13 @@ class Calls:
         del self.history[:-20]
 
     def call_sdp(self, call, session):
-        negotiated = sdp.accepted(session)
-        if negotiated is not None and call.media is not None:
-            call.negotiated = negotiated
-            call.media.start(negotiated)
+        if call.media is not None:
+            call.media.accept(session)
         if call.dialog is not None:
             self._dialogs[call.dialog.id] = call
 
     def call_offer(self, call, offer):
-        media = call.media
-        if media is None:
-            return None
-        if offer is None:
-            return sdp.offer(media.address, media.port, call.id, call.sdp_version + 1)
-        made = sdp.answer(offer, media.address, media.port, call.id, call.sdp_version + 1)
-        if made is None:
-            return None
-        text, negotiated = made
-        call.negotiated = negotiated
-        media.start(negotiated)
-        log.info("call %s: media now %s", call.id, negotiated.direction)
-        return text
+        return reoffer(call, offer)
 
     def call_info(self, call, request):
         digit = dtmf.parse_info(request.get("content-type"), request.body)
@@ -471,6 +453,21 @@ class Calls:
         mqtt = self.agent.mqtt
         if mqtt is not None:
             mqtt.event(device, kind, **fields)
+
+
+def reoffer(call, offer):
+    """The SDP for a re-INVITE to `call`: the answer to its `offer` (media follows: hold,
+    resume, a new address), or our offer when it has none; None to refuse it (488)."""
+    media = call.media
+    if media is None:
+        return None
+    version = call.sdp_version + 1
+    if offer is None:
+        return media.offer(call.id, version)
+    text = media.answer(offer, call.id, version)
+    if text is not None:
+        log.info("call %s: media now %s", call.id, media.negotiated.direction)
+    return text
 
 
 def _auto_answer(request):

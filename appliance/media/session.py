@@ -21,6 +21,7 @@ import time
 
 from ..errors import ApplianceError
 from ..nat import public_address_of
+from ..sip import sdp
 from . import g711, rtcp
 from .audio import NullPort, open_audio
 from .dtmf import DtmfReceiver, event_payloads
@@ -139,6 +140,30 @@ class MediaSession:
 
         self.loop.run_in_executor(None, open_audio, self.audio_spec).add_done_callback(
             lambda future: self.loop.call_soon_threadsafe(opened, future))
+
+    # -- offer and answer (RFC 3264) over this session's address ------------------------
+
+    def offer(self, session_id, version):
+        """Our SDP offer for this session."""
+        return sdp.offer(self.address, self.port, session_id, version)
+
+    def answer(self, offered, session_id, version):
+        """Answer the Session `offered` and start media as agreed: the SDP text, or None
+        when nothing in it can be taken (the caller answers 488)."""
+        made = sdp.answer(offered, self.address, self.port, session_id, version)
+        if made is None:
+            return None
+        text, negotiated = made
+        self.start(negotiated)
+        return text
+
+    def accept(self, answered):
+        """Start media as the Session `answered` (the answer to our offer) agreed; the
+        Negotiated, or None when it refused our stream."""
+        negotiated = sdp.accepted(answered)
+        if negotiated is not None:
+            self.start(negotiated)
+        return negotiated
 
     def start(self, negotiated):
         """Send and receive as `negotiated` (an offer/answer's outcome) says; again with a
