@@ -517,6 +517,7 @@ class Agent:
             "subscriptions": self.notifier.status(),
             "alerts": self.alerts.status(),
             "calls": self.calls.status(),
+            "recent_calls": list(self.calls.history),  # the last 20 that ended, and why
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "config": dict(self.loaded),
             "sip": dict(

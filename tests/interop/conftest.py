@@ -104,16 +104,17 @@ def sipp_server(sipp_binary, scenario, host, port, prefix=(), messages=None):
         process.wait(5)
 
 
-def start_baresip(workdir, account, contact):
+def start_baresip(workdir, account, contact="", **kwargs):
     """baresip to use in `with`: a failure in CI when it is not installed."""
     try:
-        return Baresip(workdir, account, contact)
+        return Baresip(workdir, account, contact, **kwargs)
     except PeerMissing as missing:
         peer_unavailable("baresip", str(missing).rpartition("; ")[2])
 
 
-def _agent_env():
-    env = dict(os.environ)
+def _agent_env(extra=None):
+    """The agent's environment: ours, with `extra` ({name: value}) on top."""
+    env = dict(os.environ, **(extra or {}))
     # The checkout under test, whether or not `pip install -e .` was run.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -170,8 +171,9 @@ class RunningAgent:
         return json.loads(proc.stdout)
 
 
-def _start_agent(workdir, extra=(), host=HOST, prefix=()):
-    """`prefix` runs it on another host of a lab (["ip", "netns", "exec", NAME])."""
+def _start_agent(workdir, extra=(), host=HOST, prefix=(), env=None):
+    """`prefix` runs it on another host of a lab (["ip", "netns", "exec", NAME]); `env`
+    ({name: value}) adds to its environment."""
     port = free_port()
     control = os.path.join(workdir, "control.sock")
     stdout_path = Path(workdir, "agent.stdout")
@@ -187,7 +189,8 @@ def _start_agent(workdir, extra=(), host=HOST, prefix=()):
     # fmt: on
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=_agent_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            command, cwd=ROOT, env=_agent_env(env), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=err,
         )
     agent = RunningAgent(process, host, port, control, stdout_path, stderr_path)
     deadline = time.monotonic() + BANNER_TIMEOUT
@@ -218,13 +221,14 @@ def wait_for(predicate, timeout=10.0):
 
 
 @contextlib.contextmanager
-def running_home(config_text, prefix="siphome-"):
-    """`appliance run` with the config `config_text`, in a temporary directory."""
+def running_home(config_text, prefix="siphome-", env=None):
+    """`appliance run` with the config `config_text`, in a temporary directory; `env`
+    ({name: value}) adds to its environment (ALSA_CONFIG_PATH for a test's sound devices)."""
     workdir = tempfile.mkdtemp(prefix=prefix)  # short: the control socket lives here
     try:
         config = Path(workdir, "home.toml")
         config.write_text(config_text)
-        running = _start_agent(workdir, ["-c", str(config)])
+        running = _start_agent(workdir, ["-c", str(config)], env=env)
         try:
             yield running
         except BaseException:

@@ -190,26 +190,37 @@ class Coturn(_Peer):
 class Baresip(_Peer):
     """baresip, a stock softphone, headless: one account, one contact, the modules it needs
     (presence for buddies, stdio for commands on its stdin: `command("/message on")`).
-    `shown()` is what it printed, colours stripped."""
+    `shown()` is what it printed, colours stripped.
+
+    For calls: `listen` is its SIP address ("127.0.0.1:0": a port of its choosing),
+    `modules` are loaded after the usual ones (e.g. "aufile", "sndfile", "rtcpsummary") and
+    `settings` ({key: value}) add config lines or replace the usual ones (e.g.
+    {"audio_source": "aufile,/path/tone.wav", "snd_path": "/path"})."""
 
     MODULES = ("stdio", "account", "contact", "menu", "presence", "g711")
+    SETTINGS = (("audio_player", "aubridge,nil"), ("audio_source", "aubridge,nil"))
 
-    def __init__(self, workdir, account, contact):
+    def __init__(self, workdir, account, contact, listen="127.0.0.1:0", modules=(),
+                 settings=None):
         self.binary = shutil.which("baresip")
         if self.binary is None:
             raise PeerMissing("baresip is not installed; apt-get install baresip-core")
         self.workdir = Path(workdir)
         self.account = account
         self.contact = contact
+        self.listen = listen
+        self.modules = tuple(dict.fromkeys(self.MODULES + tuple(modules)))
+        self.settings = dict(self.SETTINGS, **(settings or {}))
         self.process = None
         self.log_path = self.workdir / "baresip.out"
 
     def __enter__(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        modules = "".join("module %s.so\n" % name for name in self.MODULES)
+        modules = "".join("module %s.so\n" % name for name in self.modules)
+        settings = "".join("%s %s\n" % item for item in self.settings.items())
         (self.workdir / "config").write_text(
-            "sip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n" + modules
-            + "audio_player aubridge,nil\naudio_source aubridge,nil\n")
+            "sip_listen %s\nmodule_path /usr/lib/baresip/modules\n" % self.listen + modules
+            + settings)
         (self.workdir / "accounts").write_text(self.account + "\n")
         (self.workdir / "contacts").write_text(self.contact + "\n")
         with open(self.log_path, "wb") as out:

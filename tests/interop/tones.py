@@ -38,17 +38,22 @@ def read_wav(path):
         return samples(wav.readframes(wav.getnframes())), wav.getframerate()
 
 
-def frames_with_sound(pcm, frame=FRAME):
-    """The samples of the `frame`-sample periods of `pcm` that are not all silence, end to
-    end (a raw file as the ALSA null plugin's clockless playback leaves it)."""
+def frames_with_sound(pcm, frame=FRAME, quiet=16):
+    """The samples of the `frame`-sample periods of `pcm` that hold sound, end to end: a
+    raw file as the ALSA null plugin's clockless playback leaves it, or a call's recording
+    without its silent frames. A period is silent when no sample exceeds `quiet` (baresip
+    decodes the G.711 silence it gets at a call's start to a small offset, not zeros)."""
     size = frame * 2
     silence = bytes(size)
-    kept = bytearray()
+    kept = array.array("h")
     for start in range(0, len(pcm) - size + 1, size):
         period = pcm[start:start + size]
-        if period != silence:
-            kept += period
-    return samples(kept)
+        if period == silence:
+            continue
+        period = samples(period)
+        if max(period) > quiet or min(period) < -quiet:
+            kept.extend(period)
+    return kept
 
 
 def _power(block, freq, rate):
@@ -77,16 +82,18 @@ def dominant_frequency(block, rate, low=100, high=3900, step=20):
 
 
 def measure(block, rate, expected, seconds=1.0):
-    """What a tone that arrived looks like: its dominant frequency over (at most) the
-    middle `seconds` of `block`, and the share of the block's energy at `expected` Hz
-    averaged over its 20 ms pieces (1.0 for a pure, unbroken tone)."""
+    """What a tone that arrived looks like: `samples`, its `dominant` frequency over (at
+    most) the middle `seconds` of `block`, and over all of it, cut in 20 ms pieces, the
+    mean `share` of a piece's energy at `expected` Hz and the part of the pieces that are
+    `clean` (0.9 of their energy or more there): 1.0 and 1.0 for a pure, unbroken tone."""
     middle = array.array("h", block)
     keep = int(seconds * rate)
     if len(middle) > keep:
         start = (len(middle) - keep) // 2
         middle = middle[start:start + keep]
     piece = rate // 50
-    pieces = [middle[i:i + piece] for i in range(0, len(middle) - piece + 1, piece)]
-    share = sum(share_at(p, expected, rate) for p in pieces) / len(pieces) if pieces else 0.0
+    shares = [share_at(block[i:i + piece], expected, rate)
+              for i in range(0, len(block) - piece + 1, piece)]
     return {"samples": len(block), "dominant": dominant_frequency(middle, rate),
-            "share": round(share, 3)}
+            "share": round(sum(shares) / len(shares), 3) if shares else 0.0,
+            "clean": round(sum(s >= 0.9 for s in shares) / len(shares), 3) if shares else 0.0}
