@@ -283,3 +283,65 @@ def test_status_tells_how_the_call_baresip_hung_up_ended(tmp_path):
     assert [(entry["reason"], entry["direction"]) for entry in ended] == [
         ("the other side hung up", "in")], status["recent_calls"]
 
+
+
+HOME_PROXY = """
+[agent]
+name = "frontdoor-pi"
+domain = "home.arpa"
+simulate = true
+state_dir = "state"
+
+[proxy]
+registrar = "%(registrar)s"
+username = "frontdoor-pi"
+password = "pi-s3cret"
+
+[[devices]]
+name = "strike"
+type = "relay"
+pin = 23
+pulse = 1
+
+[[devices]]
+name = "intercom"
+type = "intercom"
+audio = "null"
+dtmf_code = "1234"
+strike = "strike"
+max_call_time = 4
+
+[[devices]]
+name = "bell"
+type = "doorbell"
+pin = 27
+call = ["sip:alice@home.arpa"]
+ring_time = 10
+"""
+
+
+def test_the_doorbell_calls_through_the_home_proxy(tmp_path):
+    """Kamailio challenges the doorbell's INVITE (407) and finds alice where her baresip
+    registered; she answers, and the call runs through the proxy (it record-routes)."""
+    from .conftest import start_kamailio
+
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(tmp_path / "kamailio", users) as kamailio:
+        account = ('<sip:alice@home.arpa>;auth_pass=alice-pw;regint=60;answermode=auto;'
+                   'outbound="sip:127.0.0.1:%d"' % kamailio.port)
+        with start_baresip(tmp_path / "baresip", account) as baresip, \
+                running_home(HOME_PROXY % {"registrar": kamailio.uri}, "sipbell-") as agent:
+            assert wait_for(lambda: "registered successfully" in baresip.shown(), 10), \
+                baresip.shown() + kamailio.log()
+            assert wait_for(lambda: all(r["registered"] for r in
+                                        agent.status()["registrations"])), agent.output()
+            sim_press(agent, "bell")
+            calls = wait_for(lambda: [c for c in agent.status()["calls"]
+                                      if c["state"] == "answered"], timeout=10)
+            assert calls, agent.output() + baresip.shown() + kamailio.log()
+            assert (calls[0]["device"], calls[0]["peer"]) == ("bell", "sip:alice@home.arpa")
+            assert wait_for(lambda: "ended: longer than 4 s" in agent.log(), timeout=8), \
+                agent.output()
+            # The BYE reached baresip through the proxy's record-route.
+            assert wait_for(lambda: "sip:bell@home.arpa: session closed" in baresip.shown(),
+                            5), baresip.shown()
