@@ -68,6 +68,7 @@ REASONS = {
 
 # Headers copied from a request into every response to it (RFC 3261 section 8.2.6.2).
 _COPIED = ("via", "from", "to", "call-id", "cseq")
+_DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")  # their 2xx may make a dialog
 
 
 class Message:
@@ -394,12 +395,16 @@ def make_request(method, uri, from_uri, from_tag, call_id, cseq=1, to_uri=None, 
 def make_response(request, status, reason=None, to_tag=None, fields=None, body=b""):
     """A response to `request` (RFC 3261 section 8.2.6): Via, From, To, Call-ID and CSeq
     copied, a To tag added when given and the request had none, then `fields` and
-    Content-Length."""
+    Content-Length. A 101-299 to a request that makes a dialog also carries its
+    Record-Route (section 12.1.1), so the caller's route set goes through the proxies."""
     out = []
     keys = _KEYS
+    record_route = 100 < status < 300 and request.method in _DIALOG_METHODS
     for name, value in request.fields:
         key = keys.get(name) or header_key(name)
-        if key in _COPIED:
+        if key == "record-route" and record_route:
+            out.append([name, value])
+        elif key in _COPIED:
             if key == "to" and to_tag is not None and status != 100:
                 try:
                     tagged = "tag" in value.lower() and parse_address(value).tag is not None

@@ -540,6 +540,20 @@ class TestMakeResponse(unittest.TestCase):
             b"\r\n",
         )
 
+    def test_record_route_goes_into_the_responses_that_make_a_dialog(self):
+        routed = INVITE.replace(b"Max-Forwards", b"Record-Route: <sip:p1.example.com;lr>, "
+                                b"<sip:p2.example.com;lr>\r\nMax-Forwards")
+        request = parse_message(routed)
+        for status in (180, 200):
+            response = make_response(request, status, to_tag="t")
+            self.assertEqual(response.get_all("record-route"),
+                             ["<sip:p1.example.com;lr>, <sip:p2.example.com;lr>"])
+        for status in (100, 486):
+            self.assertEqual(make_response(request, status, to_tag="t")
+                             .get_all("record-route"), [])
+        options = parse_message(routed.replace(b"INVITE", b"OPTIONS"))
+        self.assertEqual(make_response(options, 200, to_tag="t").get_all("record-route"), [])
+
     def test_every_via_in_order(self):
         request = parse_message(request_text().replace(
             b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bKnashds8",

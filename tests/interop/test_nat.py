@@ -340,3 +340,66 @@ def test_behind_the_nat_a_restarted_registrar_gets_the_devices_back_and_a_wrong_
         for agent in (door, porch):
             if agent is not None:
                 _stop(agent)
+
+
+INTERCOM_HOME = """
+[agent]
+name = "frontdoor-pi"
+domain = "home.arpa"
+simulate = true
+state_dir = "state"
+
+[proxy]
+registrar = "%(registrar)s"
+username = "frontdoor-pi"
+password = "pi-s3cret"
+
+[nat]
+stun = "%(stun)s"
+keepalive = 5
+
+[[users]]
+name = "alice"
+password = "alice-pw"
+devices = ["intercom"]
+
+[[devices]]
+name = "intercom"
+type = "intercom"
+audio = "null"
+"""
+
+
+def test_a_call_from_the_wan_reaches_the_intercom_behind_the_nat_with_audio_both_ways(
+        lab, workdir):
+    """The SDP carries the router's public mapping of the RTP port (STUN from that very
+    socket): the caller on the WAN, which takes RTP only from the address the SDP names,
+    hears the intercom, and the intercom hears the caller."""
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio, \
+            start_coturn(Path(workdir, "coturn"), host=WAN_ADDRESS,
+                         prefix=lab.prefix(lab.wan)) as coturn:
+        config = Path(workdir, "home.toml")
+        config.write_text(INTERCOM_HOME % {"registrar": kamailio.uri, "stun": coturn.address})
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: registrations(agent).get("intercom", {}).get(
+                "registered")), agent.output()
+            result = subprocess.run(
+                [*lab.prefix(lab.wan), sys.executable, "-m", "appliance.cli", "call",
+                 "sip:intercom@home.arpa", "--proxy", kamailio.uri, "--user", "alice",
+                 "--password", "alice-pw", "--audio", "null", "--duration", "2"],
+                capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
+            output = result.stdout + result.stderr + agent.output()
+            assert result.returncode == 0, output
+            ended = [line for line in result.stdout.splitlines() if line.startswith("ended")]
+            received = int(ended[0].split("received ")[1].split(",")[0])
+            assert received >= 75, output  # of about 100 in 2 s: through the NAT
+            assert wait_for(lambda: [c["reason"] for c in agent.status()["recent_calls"]]
+                            == ["the other side hung up"]), output
+            assert "RTP from %s:" % WAN_ADDRESS in agent.log() or \
+                "public address" in agent.log(), output
+        finally:
+            _stop(agent)
