@@ -17,6 +17,7 @@ from .control import ControlError, ControlServer
 from .control import request as control_request
 from .errors import ApplianceError
 from .redact import printable
+from .service import Service, summary
 
 log = logging.getLogger("appliance")
 
@@ -231,8 +232,10 @@ async def _run(config, load, args):
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    reloads = _Reloads(agent, load, args)
+    service = Service()
+    reloads = _Reloads(agent, load, args, service)
     loop.add_signal_handler(signal.SIGHUP, reloads.request)
+    service.start_watchdog(loop)  # from the start: a start that hangs is restarted too
     try:
         await agent.start()
     except OSError as error:
@@ -244,6 +247,9 @@ async def _run(config, load, args):
         await control.start()
         reloads.open()  # only now: a reload meets a started agent, never one half-way up
         _print_banner(agent, config, demo)
+        service.ready(summary(agent.status()))
+        status_updates = _every(loop, STATUS_INTERVAL,
+                                lambda: service.status(summary(agent.status())))
         # What start-up made (modules, config, devices) lives as long as the agent: keep it
         # out of the collector's full passes, which otherwise stall a NOTIFY fan-out by
         # tens of ms on the edge that triggers one (bench/door_latency).
@@ -251,11 +257,36 @@ async def _run(config, load, args):
         gc.freeze()
         await stop.wait()
         log.info("stopping")
+        status_updates.cancel()
     finally:
+        service.stopping()
         await reloads.cancel()  # and none starts while the agent stops
         await control.close()
         await agent.close()
+        service.close()
     return 0
+
+
+STATUS_INTERVAL = 10.0  # seconds between STATUS= lines for `systemctl status`
+
+
+def _every(loop, interval, function):
+    """Call `function` every `interval` seconds; returns a handle whose cancel() stops it."""
+
+    class Repeat:
+        handle = None
+
+        def run(self):
+            function()
+            self.handle = loop.call_later(interval, self.run)
+
+        def cancel(self):
+            if self.handle is not None:
+                self.handle.cancel()
+
+    repeat = Repeat()
+    repeat.handle = loop.call_later(interval, repeat.run)
+    return repeat
 
 
 class _Reloads:
@@ -263,10 +294,11 @@ class _Reloads:
     signal during a reload runs one more after it). A config that does not load is
     logged, key by key, and the running one stays."""
 
-    def __init__(self, agent, load, args):
+    def __init__(self, agent, load, args, service):
         self.agent = agent
         self.load = load
         self.args = args
+        self.service = service
         self.task = None
         self.again = False
         self.ready = False  # the agent has started
@@ -295,12 +327,14 @@ class _Reloads:
             self.again = False
             log.info("reloading the config%s", " from " + self.args.config
                      if self.args.config else "")
+            self.service.reloading()
             try:
                 config = self.load()
             except ApplianceError as error:
                 log.error("config reload failed; the running config stays:\n  %s",
                           str(error).replace("\n", "\n  "))
                 self.agent.reload_failed(str(error))
+                self.service.ready("config reload failed: " + str(error).splitlines()[0])
                 continue
             logging.getLogger().setLevel(_log_level(self.args, config))
             try:
@@ -308,6 +342,7 @@ class _Reloads:
             except Exception as error:
                 log.exception("config reload failed part way: %s", error)
                 self.agent.reload_failed(str(error))
+            self.service.ready(summary(self.agent.status()))
 
     async def cancel(self):
         self.closed = True

@@ -38,12 +38,13 @@ def appliance(*args, timeout=CLIENT_WAIT):
 class AgentProcess:
     """`appliance run ...` in the background, its output collected line by line."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
+        """`env`: variables to add to the agent's environment."""
         self.args = args
         self.process = subprocess.Popen(
             [sys.executable, "-m", "appliance.cli", "run", *args],
             cwd=ROOT,
-            env=ENV,
+            env=dict(ENV, **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
