@@ -511,3 +511,19 @@ def test_call_with_a_wrong_password_is_refused(demo):
                        "--password", "nope", "--audio", "null")
     assert result.returncode == 1
     assert "ended: 401 Unauthorized" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "check", "status", "sim", "options", "do",
+                                     "message", "subscribe", "call"])
+def test_every_command_has_help(command):
+    result = appliance(command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: appliance %s" % command)
+    assert "--help" in result.stdout
+
+
+def test_the_command_list_names_every_command():
+    listed = appliance("--help").stdout
+    for command in ("run", "check", "status", "sim", "options", "do", "message", "subscribe",
+                    "call"):
+        assert re.search(r"^    %s\b" % command, listed, re.M), listed
