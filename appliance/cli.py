@@ -182,7 +182,16 @@ def cmd_run(args):
 
     config = load()
     _setup_logging(_log_level(args, config))
+    _warn(config)
     return asyncio.run(_run(config, load, args))
+
+
+def _warn(config):
+    """The config's warnings (a pin a bus of the board may need) in the log."""
+    from .pins import pin_warnings
+
+    for warning in pin_warnings(config):
+        log.warning("config: %s", warning)
 
 
 def _log_level(args, config):
@@ -337,6 +346,7 @@ class _Reloads:
                 self.service.ready("config reload failed: " + str(error).splitlines()[0])
                 continue
             logging.getLogger().setLevel(_log_level(self.args, config))
+            _warn(config)
             try:
                 await self.agent.reload(config)
             except Exception as error:
@@ -370,9 +380,15 @@ def _print_banner(agent, config, demo):
 
 
 def cmd_check(args):
+    from .pins import pin_warnings
+
     config = config_module.load(args.config)
-    print("%s: OK (%d devices, %d users)" % (args.config, len(config.devices),
-                                             len(config.users)))
+    warnings = pin_warnings(config)  # not errors: the config loads and runs as it is
+    for warning in warnings:
+        print("warning: " + warning, file=sys.stderr)
+    counted = ", %d warning%s" % (len(warnings), "" if len(warnings) == 1 else "s")
+    print("%s: OK (%d devices, %d users%s)" % (args.config, len(config.devices),
+                                               len(config.users), counted if warnings else ""))
     return 0
 
 
