@@ -1,10 +1,15 @@
 """Devices from configuration."""
 
-from gpiozero.exc import BadPinFactory
+import logging
+import warnings
+
+from gpiozero.exc import BadPinFactory, PinFactoryFallback
 
 from .base import DeviceError
 from .inputs import Doorbell, DoorSensor
 from .outputs import Intercom, Light, Relay
+
+log = logging.getLogger(__name__)
 
 
 def pin_factory_for(simulate):
@@ -18,14 +23,32 @@ def pin_factory_for(simulate):
 
 
 def build_devices(configs, pin_factory):
-    """A dict name -> Device for the [[devices]] of a config, in config order."""
-    try:
-        return _build_devices(configs, pin_factory)
-    except BadPinFactory as error:  # no GPIO here: say what to do, not a traceback
-        raise DeviceError(
-            "cannot drive the GPIO pins (%s); on a machine that is not a Raspberry Pi, set "
-            "simulate = true in [agent] or pass --simulate" % error
-        ) from None
+    """A dict name -> Device for the [[devices]] of a config, in config order.
+
+    Without a pin factory given, gpiozero picks one itself, lgpio first (the one that
+    drives every Pi, the Pi 5 included), then RPi.GPIO, pigpio and its own: each one it
+    passes over is logged in a line, and none at all is an error saying what to do."""
+    with warnings.catch_warnings(record=True) as passed:
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            return _build_devices(configs, pin_factory)
+        except BadPinFactory as error:  # no GPIO here: say what to do, not a traceback
+            tried = "; ".join(_fallback(w.message) for w in passed
+                              if issubclass(w.category, PinFactoryFallback))
+            raise DeviceError(
+                "cannot drive the GPIO pins (%s%s); on a Raspberry Pi, install python3-lgpio "
+                "(see the README's install section); on a machine that is not a Pi, set "
+                "simulate = true in [agent] or pass --simulate"
+                % (error, ": " + tried if tried else "")) from None
+        finally:
+            for warning in passed:
+                if issubclass(warning.category, PinFactoryFallback):
+                    log.info("gpiozero: %s", _fallback(warning.message))
+
+
+def _fallback(message):
+    """"Falling back from lgpio: No module named 'lgpio'" -> "lgpio: No module named..."."""
+    return str(message).replace("Falling back from ", "")
 
 
 # The keys that decide how a device is wired: a change to one of them builds the device

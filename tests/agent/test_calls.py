@@ -447,3 +447,20 @@ def test_a_long_hold_then_resume_keeps_the_call(tmp_path):
             await alice.in_dialog("BYE")
 
     run(body())
+
+
+def test_a_reload_that_leaves_the_intercom_alone_leaves_its_call_alone(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            await alice.call(uri(agent), port(agent))
+            text = (tmp_path / "home.toml").read_text() + \
+                '\n[[devices]]\nname = "porch"\ntype = "light"\npin = 22\n'
+            (tmp_path / "home.toml").write_text(text)
+            await agent.reload(load(str(tmp_path / "home.toml"), environ={}))
+            alice.rtp_received()
+            await asyncio.sleep(0.3)
+            assert alice.rtp_received() >= 8  # the audio never stopped
+            assert [c["state"] for c in agent.status()["calls"]] == ["answered"]
+            assert (await alice.in_dialog("BYE")).status == 200
+
+    run(body())

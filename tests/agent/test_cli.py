@@ -527,3 +527,24 @@ def test_the_command_list_names_every_command():
     for command in ("run", "check", "status", "sim", "options", "do", "message", "subscribe",
                     "call"):
         assert re.search(r"^    %s\b" % command, listed, re.M), listed
+
+
+def test_gpiozero_tries_lgpio_first_and_the_error_says_what_to_install(tmp_path):
+    """The pin library is gpiozero's choice: lgpio first (the one that drives a Pi 5),
+    then the others. Off a Pi, none works: each is named, lgpio first, in one line."""
+    control = os.path.join(short_dir(tmp_path), "control.sock")
+    with open(_config_file(tmp_path, control, ["udp:127.0.0.1:0"]), encoding="utf-8") as file:
+        text = file.read()
+    path = _write(tmp_path / "agent.toml", text.replace("simulate = true", "simulate = false"))
+    env = {k: v for k, v in ENV.items() if k != "GPIOZERO_PIN_FACTORY"}
+    if os.path.exists("/proc/device-tree/model"):
+        pytest.skip("on a Raspberry Pi a pin library works: nothing to refuse")  # not CI
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "run", "-c", path],
+                            cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=START_WAIT, check=False)
+    assert result.returncode != 0
+    error = result.stderr.strip().splitlines()[-1]
+    tried = re.findall(r"\b(lgpio|rpigpio|pigpio|native): ", error)
+    assert tried[:2] == ["lgpio", "rpigpio"], error
+    assert "install python3-lgpio" in error
+    assert "PinFactoryFallback" not in result.stderr  # said in plain lines, not warnings
