@@ -172,13 +172,8 @@ class Call:
             return
         offerless = pending[2]
         if offerless:
-            answer = None
-            if request.body:
-                try:
-                    answer = sdp.parse(request.body)
-                except ParseError:
-                    answer = None
-            if answer is None or sdp.accepted(answer) is None:
+            answer = _usable_answer(request.body)
+            if answer is None:
                 log.warning("call %s: the ACK carries no usable answer; hanging up", self.id)
                 self.hang_up("no usable SDP answer in the ACK")
                 return
@@ -439,13 +434,8 @@ class OutgoingCall(Call):
             if first:
                 self._end(self.reason or "cancelled")
             return
-        answer = None
-        if response.body:
-            try:
-                answer = sdp.parse(response.body)
-            except ParseError:
-                answer = None
-        if answer is None or sdp.accepted(answer) is None:
+        answer = _usable_answer(response.body)
+        if answer is None:
             self.state = ANSWERED
             self.hang_up("no usable SDP answer")
             return
@@ -462,3 +452,14 @@ class OutgoingCall(Call):
         """A request the endpoint may write a Via into without changing ours."""
         return Request(request.method, request.uri_text, [list(f) for f in request.fields],
                        request.body)
+
+
+def _usable_answer(body):
+    """The SDP answer in `body` (an ACK's or a 2xx's) when it accepts our audio, else None."""
+    if not body:
+        return None
+    try:
+        answer = sdp.parse(body)
+    except ParseError:
+        return None
+    return answer if sdp.accepted(answer) is not None else None
