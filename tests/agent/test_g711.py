@@ -3,6 +3,7 @@ its G.711 value, and speech-level audio survives the round trip."""
 
 import math
 import struct
+import sys
 import warnings
 
 import pytest
@@ -87,10 +88,11 @@ def test_every_code_decodes_as_the_reference_says():
     assert samples_of(alaw_decode(ALL_CODES)) == tuple(map(reference_alaw_value, ALL_CODES))
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="audioop left Python in 3.13")
 def test_same_results_as_audioop_where_python_still_has_it():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        audioop = pytest.importorskip("audioop")
+        import audioop
     assert ulaw_encode(ALL_PCM) == audioop.lin2ulaw(ALL_PCM, 2)
     assert alaw_encode(ALL_PCM) == audioop.lin2alaw(ALL_PCM, 2)
     assert ulaw_decode(ALL_CODES) == audioop.ulaw2lin(ALL_CODES, 2)
