@@ -80,6 +80,7 @@ class Agent:
                              self.registrations)
         self.nat = self._nat_for(config)
         self.mqtt = self._mqtt_for(config)
+        self.mdns = None  # made at start: it needs the ports bound
         self.calls = Calls(self)
         self.stack.stun_handler = self._stun
         self.loop = None
@@ -141,7 +142,17 @@ class Agent:
                 await self.nat.wait_public(STUN_WAIT)
         if self.registrations is not None:
             await self.registrations.start()
+        await self._start_mdns(self.config)
         self.started = self.loop.time()
+
+    async def _start_mdns(self, config):
+        if not config.mdns.enabled:
+            return
+        from .bridges.mdns import Mdns  # zeroconf only when it is on
+
+        self.mdns = Mdns(config.mdns, config.agent.name, self.stack.bound, _methods_of,
+                         _events_of)
+        await self.mdns.start(self._built(config))
 
     def _public_address_changed(self, public):
         if self.registrations is not None:
@@ -165,6 +176,8 @@ class Agent:
             self.nat.handle(message)
 
     async def close(self):
+        if self.mdns is not None:
+            await self.mdns.close()  # goodbye first: nobody calls a device that is going
         await self.calls.close()
         await self.alerts.close()
         await self.notifier.close()
@@ -233,6 +246,13 @@ class Agent:
                 device.follow(previous[name])
         await self._reload_network(old, config)
         await self._reload_mqtt(old, config)
+        if old.mdns != config.mdns or old.agent.name != config.agent.name:
+            if self.mdns is not None:
+                await self.mdns.close()
+                self.mdns = None
+            await self._start_mdns(config)
+        elif self.mdns is not None:
+            await self.mdns.update(self._built(config))
         self.alerts.update(self._built(config), config.proxy, self.registrations)
         self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
         self.config = config  # last: a reload that fails part way is tried whole again
@@ -301,9 +321,12 @@ class Agent:
     # -- addresses -----------------------------------------------------------------------
 
     def host_part(self):
-        """The host of the device URIs: the configured domain, else the first listener."""
+        """The host of the device URIs: the configured domain, else the agent's mDNS name
+        when mDNS runs, else the first listener."""
         if self.config.agent.domain:
             return self.config.agent.domain
+        if self.mdns is not None and self.mdns.zeroconf is not None:
+            return "%s.local:%d" % (self.mdns.host, self.stack.bound[0][2])
         transport, _, port = self.stack.bound[0]
         local_host = self.stack.endpoint.local[transport][0]
         return "%s:%d" % (local_host, port)
@@ -519,6 +542,7 @@ class Agent:
             "calls": self.calls.status(),
             "recent_calls": list(self.calls.history),  # the last 20 that ended, and why
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
+            "mdns": self.mdns.status() if self.mdns is not None else None,
             "config": dict(self.loaded),
             "sip": dict(
                 self.counters,
@@ -557,6 +581,17 @@ def _value(config, key):
     for part in key.split("."):
         value = getattr(value, part)
     return value
+
+
+def _methods_of(spec):
+    """The methods device `spec` serves, as its mDNS record says."""
+    if spec.type == "intercom":
+        return INTERCOM_ALLOW
+    return OUTPUT_ALLOW if spec.type in ("light", "relay") else SENSOR_ALLOW
+
+
+def _events_of(spec):
+    return () if spec.type == "intercom" else packages.PACKAGES
 
 
 def _realm(config):

@@ -113,6 +113,14 @@ def _parser():
     _client_arguments(subscribe, verbose=False)
     subscribe.set_defaults(func=cmd_subscribe)
 
+    discover = commands.add_parser(
+        "discover", help="list the agents and devices announced on the LAN (mDNS)")
+    discover.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                          help="seconds to listen (default 3)")
+    discover.add_argument("--json", action="store_true",
+                          help="one JSON object per device, a line each")
+    discover.set_defaults(func=cmd_discover)
+
     call = commands.add_parser(
         "call", help="place a call: audio both ways until either side hangs up")
     call.add_argument("uri", metavar="URI", help="e.g. sip:intercom@frontdoor-pi.local")
@@ -499,6 +507,7 @@ def cmd_sim(args):
 
 
 def cmd_options(args):
+    _device_uri(args)
     from .client import options
 
     listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
@@ -509,6 +518,7 @@ def cmd_options(args):
 
 
 def cmd_do(args):
+    _device_uri(args)
     if args.json is not None:
         if args.command:
             raise ApplianceError("give a COMMAND or --json, not both")
@@ -532,6 +542,7 @@ def cmd_do(args):
 
 
 def cmd_message(args):
+    _device_uri(args)
     result = _send("MESSAGE", args, "text/plain", " ".join(args.text))
     return _print_result(result, args.verbose, fields=("Accept",))
 
@@ -564,6 +575,7 @@ def _state_line(response):
 
 
 def cmd_subscribe(args):
+    _device_uri(args)
     from .watch import Watch
 
     listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
@@ -580,7 +592,40 @@ async def _watch(watch):
     return await watch.run()
 
 
+def cmd_discover(args):
+    from .bridges.mdns import browse
+
+    found = asyncio.run(browse(args.timeout))
+    if args.json:
+        for entry in found:
+            print(json.dumps(entry, sort_keys=True))
+        return 0
+    if not found:
+        print("no devices announced on the LAN within %gs" % args.timeout)
+        return 1
+    for entry in found:
+        print("%-12s %-10s %-9s %s  (%s, %s:%d over %s)" % (
+            entry["agent"] or "?", entry["name"], entry["type"] or "?", entry["uri"],
+            entry["host"], ", ".join(entry["addresses"]) or "?", entry["port"],
+            entry["transport"]))
+    return 0
+
+
+def _device_uri(args):
+    """A bare device name (`porch`) found on the LAN over mDNS, as a SIP URI."""
+    if ":" in args.uri or "@" in args.uri:
+        return
+    from .bridges.mdns import find
+
+    uri = asyncio.run(find(args.uri))
+    if uri is None:
+        raise ApplianceError("no device %r announced on the LAN (mDNS); give its SIP URI, "
+                             "or see `appliance discover`" % args.uri)
+    args.uri = uri
+
+
 def cmd_call(args):
+    _device_uri(args)
     from .caller import place_call
 
     if args.dtmf and not all(c in "0123456789*#ABCDabcd" for c in args.dtmf):

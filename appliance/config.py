@@ -218,6 +218,18 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MdnsConfig:
+    """mDNS (on by default): every device announced on the LAN as a _sip._udp/_sip._tcp
+    service, and the agent's name answered as NAME.local."""
+
+    enabled: bool = _key(_Bool(), True)
+    # The addresses to announce and answer on; none: every interface's.
+    interfaces: tuple[str, ...] = _key(_List(_Type('e.g. "192.168.1.20"'),
+                                             '"192.168.1.20"'), ())
+    ip_version: str = _key(_Choice("IP version", "v4", "v6", "all"), "v4")
+
+
+@dataclass(frozen=True, kw_only=True)
 class User:
     name: str = _key(_Type('e.g. "alice"'), required='set it, e.g. name = "alice"')
     password: Secret = _key(_Password(), required=_PASSWORD_REQUIRED)  # noqa: RUF009
@@ -309,6 +321,7 @@ class Config:
     nat: NatConfig | None
     tls: TlsConfig | None
     mqtt: MqttConfig | None
+    mdns: MdnsConfig
     users: tuple[User, ...]
     devices: tuple[Device, ...]
 
@@ -333,7 +346,7 @@ def _plain(value: Any) -> Any:
 
 _SECTIONS: dict[str, type] = {
     "agent": AgentConfig, "proxy": ProxyConfig, "nat": NatConfig, "tls": TlsConfig,
-    "mqtt": MqttConfig,
+    "mqtt": MqttConfig, "mdns": MdnsConfig,
 }
 _DEVICES: dict[str, type[Device]] = {
     cls.type: cls
@@ -477,7 +490,8 @@ def _build(raw: dict[str, Any], base_dir: str, environ: Mapping[str, str],
         elif name in _SECTIONS:
             keys = _keys(_SECTIONS[name])
             layers[name] = _convert(table, keys, _prefixed(name + "."), base_dir, problems)
-    present = {name for name in _SECTIONS if name == "agent" or isinstance(raw.get(name), dict)}
+    present = {name for name in _SECTIONS if name in ("agent", "mdns")  # always there
+               or isinstance(raw.get(name), dict)}
 
     # The environment, then the overrides, each a layer over the one before.
     names = [(s, k) for s, cls in _SECTIONS.items() for k in _keys(cls)]
@@ -629,6 +643,7 @@ def _make_config(sections: dict[str, dict[str, Any]], users: list[_Entry],
         made.append(cls(**values))
     return Config(
         agent=built["agent"], proxy=built.get("proxy"), nat=built.get("nat"),
-        tls=built.get("tls"), mqtt=built.get("mqtt"), devices=tuple(made),
+        tls=built.get("tls"), mqtt=built.get("mqtt"), mdns=built["mdns"],
+        devices=tuple(made),
         users=tuple(User(**values) for _, values, _ in users),
     )

@@ -135,9 +135,15 @@ def free_port():
     raise RuntimeError("no free port pair found")
 
 
+# The environment of the agents these tests make: mDNS off, as tests of their own turn it
+# on (tests/interop/test_mdns.py): parallel test agents would announce alike devices.
+TEST_ENV = {"SIP_APPLIANCE_MDNS_ENABLED": "false"}
+
+
 def clean_env():
     """The environment for a subprocess agent: no SIP_APPLIANCE_* settings leaking in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIP_APPLIANCE_")}
+    env.update(TEST_ENV)
     env["PYTHONUNBUFFERED"] = "1"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -153,7 +159,7 @@ async def agent_from(tmp_path, config_text):
 
     path = tmp_path / "home.toml"
     path.write_text(config_text.replace("{control}", short_dir(tmp_path) + "/control.sock"))
-    agent = Agent(load(str(path), environ={}))
+    agent = Agent(load(str(path), environ=TEST_ENV))
     await agent.start()
     try:
         yield agent

@@ -18,6 +18,7 @@ from appliance.config import demo_config
 
 from .support import (
     REPLY_WAIT,
+    TEST_ENV,
     Reply,
     options_request,
     read_stream_message,
@@ -35,7 +36,7 @@ def _config(tmp_path, **overrides):
         "agent.control": str(tmp_path / "control.sock"),
     }
     settings.update(overrides)
-    return demo_config(overrides=settings, environ={})
+    return demo_config(overrides=settings, environ=TEST_ENV)
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ from appliance.sip import sdp
 from appliance.sip.dialog import Dialog
 
 from .phone import Phone
-from .support import agent_from, run, wait_until
+from .support import TEST_ENV, agent_from, run, wait_until
 
 HOME = """
 [agent]
@@ -419,7 +419,7 @@ def test_a_user_removed_by_a_reload_is_hung_up(tmp_path):
             text = (tmp_path / "home.toml").read_text().replace(
                 'devices = ["intercom"]', "devices = []")
             (tmp_path / "home.toml").write_text(text)
-            await agent.reload(load(str(tmp_path / "home.toml"), environ={}))
+            await agent.reload(load(str(tmp_path / "home.toml"), environ=TEST_ENV))
             assert (await alice.request())[0].method == "BYE"
             assert agent.calls.history[-1]["reason"] == "alice may no longer use intercom"
 
@@ -456,7 +456,7 @@ def test_a_reload_that_leaves_the_intercom_alone_leaves_its_call_alone(tmp_path)
             text = (tmp_path / "home.toml").read_text() + \
                 '\n[[devices]]\nname = "porch"\ntype = "light"\npin = 22\n'
             (tmp_path / "home.toml").write_text(text)
-            await agent.reload(load(str(tmp_path / "home.toml"), environ={}))
+            await agent.reload(load(str(tmp_path / "home.toml"), environ=TEST_ENV))
             alice.rtp_received()
             await asyncio.sleep(0.3)
             assert alice.rtp_received() >= 8  # the audio never stopped

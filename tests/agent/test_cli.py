@@ -514,7 +514,7 @@ def test_call_with_a_wrong_password_is_refused(demo):
 
 
 @pytest.mark.parametrize("command", ["run", "check", "status", "sim", "options", "do",
-                                     "message", "subscribe", "call"])
+                                     "message", "subscribe", "discover", "call"])
 def test_every_command_has_help(command):
     result = appliance(command, "--help")
     assert result.returncode == 0
@@ -525,7 +525,7 @@ def test_every_command_has_help(command):
 def test_the_command_list_names_every_command():
     listed = appliance("--help").stdout
     for command in ("run", "check", "status", "sim", "options", "do", "message", "subscribe",
-                    "call"):
+                    "discover", "call"):
         assert re.search(r"^    %s\b" % command, listed, re.M), listed
 
 

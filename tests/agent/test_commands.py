@@ -14,7 +14,7 @@ from appliance.config import ConfigError, load
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, make_response, parse_message
 
-from .support import REPLY_WAIT, agent_from, run, wait_until
+from .support import REPLY_WAIT, TEST_ENV, agent_from, run, wait_until
 from .test_notifier import Watcher, state_of
 
 # -- the language ----------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_only_a_home_network_may_be_trusted(tmp_path):
     path = tmp_path / "home.toml"
     path.write_text('[agent]\ntrust = ["8.8.8.0/24"]\n')
     with pytest.raises(ConfigError) as refused:
-        load(str(path), environ={})
+        load(str(path), environ=TEST_ENV)
     assert 'agent.trust[0]: "8.8.8.0/24" is not a network of the home' in str(refused.value)
 
 

@@ -380,7 +380,7 @@ def test_unknown_section_did_you_mean(tmp_path):
         "device: unknown section; did you mean [[devices]]?"
     )
     assert problem(tmp_path, "[xyzzy]\n") == (
-        "xyzzy: unknown section; remove it (known: agent, proxy, nat, tls, mqtt, users, devices)"
+        "xyzzy: unknown section; remove it (known: agent, proxy, nat, tls, mqtt, mdns, users, devices)"
     )
 
 

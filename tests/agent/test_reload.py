@@ -12,7 +12,7 @@ import socket
 from appliance.config import load
 from appliance.sip.message import make_response, parse_message
 
-from .support import agent_from, run, short_dir, wait_until
+from .support import TEST_ENV, agent_from, run, short_dir, wait_until
 from .test_cli import AgentProcess, appliance
 from .test_commands import controller, pin
 from .test_notifier import watcher
@@ -77,7 +77,7 @@ async def reload(agent, tmp_path, *parts):
     path = tmp_path / "home.toml"
     path.write_text((BASE + "".join(parts)).replace(
         "{control}", short_dir(tmp_path) + "/control.sock"))
-    return await agent.reload(load(str(path), environ={}))
+    return await agent.reload(load(str(path), environ=TEST_ENV))
 
 
 def test_lights_keep_their_state_even_when_rewired(tmp_path):
@@ -186,7 +186,7 @@ def test_keys_only_a_restart_applies_keep_their_running_values(tmp_path, caplog)
             path.write_text((text + alice("porch") + PORCH).replace(
                 "{control}", short_dir(tmp_path) + "/control.sock"))
             listen = agent.config.agent.listen
-            changes = await agent.reload(load(str(path), environ={}))
+            changes = await agent.reload(load(str(path), environ=TEST_ENV))
             assert changes["restart"] == ["agent.listen"]
             assert agent.stack.bound == bound
             assert agent.config.agent.listen == listen

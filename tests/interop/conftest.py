@@ -114,7 +114,9 @@ def start_baresip(workdir, account, contact="", **kwargs):
 
 def _agent_env(extra=None):
     """The agent's environment: ours, with `extra` ({name: value}) on top."""
-    env = dict(os.environ, **(extra or {}))
+    # mDNS off unless a test turns it on: agents of parallel tests would announce alike.
+    env = dict(os.environ, SIP_APPLIANCE_MDNS_ENABLED="false")
+    env.update(extra or {})
     # The checkout under test, whether or not `pip install -e .` was run.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
