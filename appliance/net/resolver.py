@@ -203,7 +203,12 @@ class _Lookup:
         return [Target(transport, address, port) for address in await self.addresses(host)]
 
     async def addresses(self, host, carried=None):
-        """`host`'s addresses of our families, in their order: from DNS, else the system."""
+        """`host`'s addresses of our families, in their order: from DNS, else the system;
+        a `.local` name from multicast DNS (RFC 6762), which few systems resolve."""
+        if host.lower().rstrip(".").endswith(".local"):
+            found = await _mdns_addresses(host, self.families)
+            if found:
+                return found
         found = []
         for family in self.families:
             rdtype = _RDTYPES[family]
@@ -247,6 +252,29 @@ class _Lookup:
             self.system_failure = "no answer from the system resolver within %g s" % LIFETIME
             return []
         return [info[4][0] for family in self.families for info in infos if info[0] == family]
+
+
+async def _mdns_addresses(host, families):
+    """`host` (NAME.local) asked of the LAN over mDNS, for LIFETIME seconds at most."""
+    try:
+        from zeroconf import AddressResolver, IPVersion
+        from zeroconf.asyncio import AsyncZeroconf
+    except ImportError:
+        return []
+    name = host.rstrip(".") + "."
+    try:
+        zeroconf = AsyncZeroconf(ip_version=IPVersion.All if socket.AF_INET6 in families
+                                 else IPVersion.V4Only)
+    except (OSError, ValueError):
+        return []  # no multicast here: the system may still know the name
+    try:
+        resolver = AddressResolver(name)
+        if not await resolver.async_request(zeroconf.zeroconf, int(LIFETIME * 1000)):
+            return []
+        return [address for family in families for address in resolver.parsed_addresses()
+                if _family(address) == family]
+    finally:
+        await zeroconf.async_close()
 
 
 class _NoAnswer:

@@ -5,6 +5,7 @@ light, and a stopped agent's devices are gone from the next browse (goodbye pack
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,17 @@ def test_two_agents_find_each_others_devices_and_control_them_by_name(lab):
                            "--password", "alice-pw")
         assert result.returncode == 0, result.stdout + result.stderr + porch_pi.output()
         assert porch_pi.status()["devices"]["porch"]["state"] == "on"
+        # ... and its URI as announced: NAME.local, resolved over mDNS too.
+        result = appliance(lab, second, "options", porch["uri"])
+        assert result.stdout.startswith("SIP/2.0 200 OK"), result.stdout + result.stderr
+
+        # A reload announces a new device.
+        config = Path(workdirs[1], "home.toml")
+        config.write_text(config.read_text().replace('"gate"]', '"gate", "garage"]')
+                          + GATE.replace("gate", "garage").replace("23", "24"))
+        gate_pi.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: ("gate-pi", "garage", "udp") in discovered(lab, first), 20), \
+            gate_pi.output()
 
         _stop(porch_pi)  # goodbye packets: gone from the next browse
         porch_pi = None
