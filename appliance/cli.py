@@ -619,7 +619,8 @@ def _device_uri(args):
 
     uri = asyncio.run(find(args.uri))
     if uri is None:
-        raise ApplianceError("no device %r announced on the LAN (mDNS); give its SIP URI, "
+        raise ApplianceError("%r is not a SIP URI, and no device of that name is announced "
+                             "on the LAN (mDNS); give a URI such as sip:porch@192.168.1.20, "
                              "or see `appliance discover`" % args.uri)
     args.uri = uri
 

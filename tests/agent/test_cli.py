@@ -203,7 +203,7 @@ def test_options_where_nothing_listens_times_out(tmp_path):
 def test_options_with_a_bad_uri_says_so(tmp_path):
     result = appliance("options", "porch-at-home", "--timeout", "1")
     assert result.returncode != 0
-    assert "not a SIP URI" in result.stderr
+    assert "not a SIP URI, and no device of that name is announced" in result.stderr
     assert "Traceback" not in result.stderr
 
 
