@@ -44,6 +44,8 @@ def build_devices(configs, pin_factory):
             for warning in passed:
                 if issubclass(warning.category, PinFactoryFallback):
                     log.info("gpiozero: %s", _fallback(warning.message))
+                else:  # gpiozero's other warnings are worth hearing too
+                    log.warning("gpiozero: %s", warning.message)
 
 
 def _fallback(message):

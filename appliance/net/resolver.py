@@ -265,7 +265,7 @@ async def _mdns_addresses(host, families):
     try:
         zeroconf = AsyncZeroconf(ip_version=IPVersion.All if socket.AF_INET6 in families
                                  else IPVersion.V4Only)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         return []  # no multicast here: the system may still know the name
     try:
         resolver = AddressResolver(name)
