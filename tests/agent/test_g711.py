@@ -88,11 +88,16 @@ def test_every_code_decodes_as_the_reference_says():
     assert samples_of(alaw_decode(ALL_CODES)) == tuple(map(reference_alaw_value, ALL_CODES))
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason="audioop left Python in 3.13")
-def test_same_results_as_audioop_where_python_still_has_it():
+def test_same_results_as_audioop_while_python_has_it():
+    """Up to 3.12 the stdlib's audioop is the yardstick; from 3.13, which dropped it (the
+    reason this codec exists), its absence is what the test sees."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop
+        try:
+            import audioop
+        except ImportError:
+            assert sys.version_info >= (3, 13)  # gone only where Python dropped it
+            return
     assert ulaw_encode(ALL_PCM) == audioop.lin2ulaw(ALL_PCM, 2)
     assert alaw_encode(ALL_PCM) == audioop.lin2alaw(ALL_PCM, 2)
     assert ulaw_decode(ALL_CODES) == audioop.ulaw2lin(ALL_CODES, 2)

@@ -18,6 +18,8 @@ import os
 import shutil
 import subprocess
 
+from .natlab import LabUnavailable, _run  # one way to run and fail, for both labs
+
 SUBNET = "10.77.0.0/24"
 INTERFACE = "eth0"  # each host's LAN interface (the same name in every host's namespace)
 BRIDGE = "br0"
@@ -26,17 +28,6 @@ MDNS_GROUP6 = "ff02::fb"
 MDNS_PORT = 5353
 
 _labs = itertools.count()  # more than one lab at a time in a process gets other names
-
-
-class LabUnavailable(Exception):
-    """Namespaces, veth or a bridge cannot be used here (not root, no `ip`)."""
-
-
-def _run(*argv):
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-    if result.returncode != 0:
-        raise LabUnavailable("%s: %s" % (" ".join(argv), result.stderr.strip()))
-    return result.stdout
 
 
 class LanLab:

@@ -20,7 +20,8 @@ WAN_ADDRESS = "203.0.113.2"
 
 
 class LabUnavailable(Exception):
-    """Namespaces, veth or nftables cannot be used here (not root, no `ip`/`nft`)."""
+    """A lab's namespaces, veth, bridge or nftables cannot be used here (not root, no
+    `ip`/`nft`)."""
 
 
 def _run(*argv):
