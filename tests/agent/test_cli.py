@@ -537,8 +537,13 @@ def test_gpiozero_tries_lgpio_first_and_the_error_says_what_to_install(tmp_path)
         text = file.read()
     path = _write(tmp_path / "agent.toml", text.replace("simulate = true", "simulate = false"))
     env = {k: v for k, v in ENV.items() if k != "GPIOZERO_PIN_FACTORY"}
-    if os.path.exists("/proc/device-tree/model"):
-        pytest.skip("on a Raspberry Pi a pin library works: nothing to refuse")  # not CI
+    if os.path.exists("/proc/device-tree/model"):  # a Raspberry Pi: lgpio is the choice
+        chosen = subprocess.run(
+            [sys.executable, "-c", "from gpiozero import Device; Device.ensure_pin_factory();"
+             " print(type(Device.pin_factory).__name__)"],
+            env=env, capture_output=True, text=True, timeout=START_WAIT, check=False)
+        assert chosen.stdout.strip() == "LGPIOFactory", chosen.stdout + chosen.stderr
+        return
     result = subprocess.run([sys.executable, "-m", "appliance.cli", "run", "-c", path],
                             cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=START_WAIT, check=False)
