@@ -11,10 +11,13 @@
 
 What cannot be read raises CommandError with the SIP status to answer (400 naming the
 accepted commands, 415 with the accepted types, 413 for a body over MAX_BODY bytes).
+
+Written in the MicroPython subset, like the SIP core: the firmware ships this module and
+its lights obey the same words. So the DMP body is read by `_from_dmp` below (a root
+`dmp` element holding one `command` element of text), not by an XML library.
 """
 
 import json
-import xml.etree.ElementTree as ElementTree
 
 TEXT = "text/plain"
 JSON = "application/json"
@@ -58,8 +61,10 @@ def parse(content_type, body):
         raise CommandError(415, "Unsupported Media Type", (("Accept", ", ".join(CONTENT_TYPES)),))
     try:
         text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CommandError(400, "Body Is Not UTF-8") from None
+    except UnicodeError:
+        text = None
+    if text is None:
+        raise CommandError(400, "Body Is Not UTF-8")
     if kind == JSON:
         return _from_json(text)
     if kind == DMP:
@@ -88,7 +93,9 @@ def _number(action, text):
     try:
         value = float(text)
     except ValueError:
-        raise CommandError(400, USAGE) from None
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise CommandError(400, USAGE)
     if action == "dim":
         if not 0 <= value <= 100:
             raise CommandError(400, "Brightness Is 0 To 100")
@@ -102,7 +109,7 @@ def _from_json(text):
     try:
         document = json.loads(text)
     except ValueError:
-        raise CommandError(400, "Malformed JSON") from None
+        document = None
     if not isinstance(document, dict):
         raise CommandError(400, "Malformed JSON")
     state = document.get("state")
@@ -120,11 +127,85 @@ def _from_json(text):
 
 
 def _from_dmp(text):
-    try:
-        document = ElementTree.fromstring(text)
-    except ElementTree.ParseError:
-        raise CommandError(400, "Malformed DMP") from None
-    command = document.find("command") if document.tag == "dmp" else None
-    if command is None or not command.text:
+    """The words of `<dmp><command>ON</command></dmp>`: an optional XML declaration and
+    comments, a root `dmp` (attributes such as xmlns, and a prefix, allowed) whose one
+    child element is `command`, holding text with the five predefined entities."""
+    rest = _skip_misc(text)
+    root, rest = _start_tag(rest)
+    if root is None:
+        raise CommandError(400, "Malformed DMP")
+    if _local(root) != "dmp":
         raise CommandError(400, "Use <dmp><command>ON</command></dmp>")
-    return parse_words(command.text)
+    child, rest = _start_tag(_skip_misc(rest))
+    if child is None or _local(child) != "command":
+        raise CommandError(400, "Use <dmp><command>ON</command></dmp>")
+    words, rest = _text_until(rest, child)
+    rest = _skip_misc(_end_tag(_skip_misc(rest), root))
+    if rest:
+        raise CommandError(400, "Malformed DMP")
+    words = _unescape(words)
+    if not words.strip():
+        raise CommandError(400, "Use <dmp><command>ON</command></dmp>")
+    return parse_words(words)
+
+
+def _skip_misc(text):
+    """`text` after blanks, an XML declaration and comments."""
+    while True:
+        text = text.lstrip()
+        if text.startswith("<?"):
+            end = text.find("?>")
+            close = 2
+        elif text.startswith("<!--"):
+            end = text.find("-->", 4)
+            close = 3
+        else:
+            return text
+        if end < 0:
+            raise CommandError(400, "Malformed DMP")
+        text = text[end + close:]
+
+
+def _start_tag(text):
+    """(qualified name, what follows) of the start tag `text` opens with, name None when it
+    does not open with one. An empty-element tag reads as a start tag and its end tag."""
+    end = text.find(">")
+    if not text.startswith("<") or end < 0:
+        return None, text
+    empty = text[end - 1] == "/"
+    parts = text[1:end - 1 if empty else end].split()
+    name = parts[0] if parts else ""
+    if not name or not (name[0].isalpha() or name[0] == "_"):
+        return None, text
+    rest = text[end + 1:]
+    return name, "</%s>%s" % (name, rest) if empty else rest
+
+
+def _text_until(text, name):
+    """(the text before `</name>`, what follows that end tag); only text may come first."""
+    close = "</" + name
+    end = text.find(close)
+    if end < 0 or "<" in text[:end]:
+        raise CommandError(400, "Malformed DMP")
+    return text[:end], _end_tag(text[end:], name)
+
+
+def _end_tag(text, name):
+    close = "</" + name
+    end = text.find(">")
+    if not text.startswith(close) or end < 0 or text[len(close):end].strip():
+        raise CommandError(400, "Malformed DMP")
+    return text[end + 1:]
+
+
+def _local(name):
+    return name.rpartition(":")[2]
+
+
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
+
+
+def _unescape(text):
+    for entity, character in _ENTITIES:
+        text = text.replace(entity, character)
+    return text

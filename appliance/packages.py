@@ -10,11 +10,18 @@
   `presses`.
 
 `body(package, uri, name, status)` gives (content type, bytes) for a device's status.
+
+Written in the MicroPython subset, like the SIP core: the firmware's devices send the same
+bodies. A board without the date and time zone support of CPython shows the time of day
+of `changed` as it is written.
 """
 
 import json
-from datetime import datetime
-from xml.sax.saxutils import escape, quoteattr
+
+try:
+    from datetime import datetime
+except ImportError:  # MicroPython
+    datetime = None
 
 PRESENCE = "presence"
 APPLIANCE = "appliance"
@@ -31,9 +38,20 @@ def body(package, uri, name, status):
 
 
 def appliance(name, status):
+    """The JSON object, keys sorted, without blanks (one way on CPython and MicroPython)."""
     fields = {"device": name}
     fields.update(status)
-    return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+    return ("{" + ",".join(json.dumps(key) + ":" + _json(fields[key])
+                           for key in sorted(fields)) + "}").encode()
+
+
+def _json(value):
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(key)) + ":" + _json(value[key])
+                              for key in sorted(value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 def presence(uri, name, status):
@@ -43,14 +61,14 @@ def presence(uri, name, status):
     timestamp = status.get("changed")
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity=%s>\n' % quoteattr(uri),
-        "  <tuple id=%s>\n" % quoteattr(name),
+        '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="%s">\n' % _escape(uri, True),
+        '  <tuple id="%s">\n' % _escape(name, True),
         "    <status><basic>%s</basic></status>\n" % basic,
-        "    <note>%s</note>\n" % escape(note),
+        "    <note>%s</note>\n" % _escape(note),
     ]
     if timestamp:
-        parts.append("    <timestamp>%s</timestamp>\n" % escape(timestamp))
-    parts += ["  </tuple>\n", "  <note>%s</note>\n" % escape(note), "</presence>\n"]
+        parts.append("    <timestamp>%s</timestamp>\n" % _escape(timestamp))
+    parts += ["  </tuple>\n", "  <note>%s</note>\n" % _escape(note), "</presence>\n"]
     return "".join(parts).encode()
 
 
@@ -60,14 +78,25 @@ def _note(kind, state, changed):
         return "Door %s%s" % (state, " since " + when if when else "")
     if kind == "doorbell":
         return "Rang at %s" % when if when else "Not rung yet"
-    return "%s %s%s" % (kind.capitalize(), state, " since " + when if when else "")
+    return "%s %s%s" % (kind[:1].upper() + kind[1:], state, " since " + when if when else "")
 
 
 def _clock(changed):
-    """The local time of day of an ISO 8601 time, e.g. 10:32:05."""
+    """The local time of day of an ISO 8601 time, e.g. 10:32:05 (on a board without time
+    zones, the time as written)."""
     if not changed:
         return None
-    try:
-        return datetime.fromisoformat(changed).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        return None
+    if datetime is not None:
+        try:
+            return datetime.fromisoformat(changed).astimezone().strftime("%H:%M:%S")
+        except ValueError:
+            return None
+        except (AttributeError, TypeError, NotImplementedError):
+            pass  # MicroPython's datetime: no local time zone
+    time = changed.partition("T")[2]
+    return time[:8] if len(time) >= 8 and time[2] == ":" and time[5] == ":" else None
+
+
+def _escape(text, attribute=False):
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if attribute else text

@@ -1,5 +1,5 @@
-"""The command language (commands.py), and lights and relays obeying it over real
-loopback UDP, only for users they are shared with."""
+"""Lights and relays obeying the command language over real loopback UDP, only for users
+they are shared with (the language itself: tests/core/test_commands.py)."""
 
 import asyncio
 import contextlib
@@ -9,61 +9,12 @@ import socket
 
 import pytest
 
-from appliance.commands import Command, CommandError, parse
 from appliance.config import ConfigError, load
 from appliance.sip.digest import DigestClient
 from appliance.sip.message import make_request, make_response, parse_message
 
 from .support import REPLY_WAIT, TEST_ENV, agent_from, run, wait_until
 from .test_notifier import Watcher, state_of
-
-# -- the language ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("content_type, body, command", [
-    ("text/plain", b"on", Command("on")),
-    ("text/plain; charset=UTF-8", b"  OFF \r\n", Command("off")),
-    ("TEXT/PLAIN", b"Toggle", Command("toggle")),
-    ("text/plain", b"dim 40", Command("dim", 40)),
-    ("text/plain", b"pulse 2.5", Command("pulse", 2.5)),
-    ("text/plain", b"pulse", Command("pulse")),
-    ("text/plain", b"status", Command("status")),
-    ("application/json", b'{"state": "ON"}', Command("on")),
-    ("application/json", b'{"state": "ON", "brightness": 40}', Command("dim", 40)),
-    ("application/json", b'{"brightness": 0}', Command("dim", 0)),
-    ("application/json", b'{"state": "off", "brightness": 40}', Command("off")),
-    ("application/dmp", b"<dmp><command>ON</command></dmp>", Command("on")),
-    ("application/dmp", b"<dmp><command>DIM 30</command></dmp>", Command("dim", 30)),
-])
-def test_commands_in_each_language(content_type, body, command):
-    assert parse(content_type, body) == command
-
-
-@pytest.mark.parametrize("content_type, body, status, reason", [
-    ("text/plain", b"open sesame", 400,
-     "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
-    ("text/plain", b"dim", 400, "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
-    ("text/plain", b"dim 140", 400, "Brightness Is 0 To 100"),
-    ("text/plain", b"pulse -1", 400, "Pulse Is 0 To 3600 Seconds"),
-    ("text/plain", b"on now", 400, "Use on, off, toggle, dim 0-100, pulse [SECONDS] or status"),
-    ("text/plain", b"\xff\xfe", 400, "Body Is Not UTF-8"),
-    ("application/json", b"[1]", 400, "Malformed JSON"),
-    ("application/json", b'{"state": "MAYBE"}', 400,
-     'Use {"state": "ON"|"OFF"|"TOGGLE", "brightness": 0-100}'),
-    ("application/json", b'{"brightness": true}', 400, "Brightness Is 0 To 100"),
-    ("application/dmp", b"<dmp><command>", 400, "Malformed DMP"),
-    ("application/dmp", b"<other/>", 400, "Use <dmp><command>ON</command></dmp>"),
-    ("text/plain", b"on" + b" " * 1100, 413, "Request Entity Too Large"),
-    ("text/html", b"<p>on</p>", 415, "Unsupported Media Type"),
-])
-def test_what_is_refused_and_how(content_type, body, status, reason):
-    with pytest.raises(CommandError) as refused:
-        parse(content_type, body)
-    assert (refused.value.status, refused.value.reason) == (status, reason)
-    if status == 415:
-        assert refused.value.fields == (
-            ("Accept", "text/plain, application/json, application/dmp"),)
-
 
 # -- lights and relays over SIP ----------------------------------------------------------
 

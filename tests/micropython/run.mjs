@@ -1,20 +1,28 @@
 #!/usr/bin/env node
-// Run the portable core's unit tests (tests/core/test_*.py) on MicroPython.
+// Run the portable core's unit tests (tests/core/test_*.py) and the firmware's
+// (tests/firmware/test_*.py) on MicroPython.
 //
 // Usage (from anywhere; paths are resolved from this file, not the cwd):
 //   npm ci --prefix tests/micropython            # once
 //   node tests/micropython/run.mjs [-v] [test_module ...]
 //
 // A test module may be named as `test_uri`, `test_uri.py`,
-// `tests/core/test_uri.py` or `tests.core.test_uri`. With no names, every
-// tests/core/test_*.py is run. `-v` prints one line per test.
+// `tests/core/test_uri.py`, `tests.core.test_uri` (or the same under
+// tests/firmware). A bare name is looked up in tests/core, then tests/firmware.
+// With no names, every tests/core/test_*.py and tests/firmware/test_*.py is
+// run. `-v` prints one line per test.
 //
 // The MicroPython WebAssembly port gets a copy of the code under /lib (which
 // is on its sys.path), keeping the repository layout:
-//   appliance/__init__.py, appliance/sip/**.py,
-//   tests/__init__.py, tests/core/**.py, tests/data/** (byte for byte)
+//   appliance/__init__.py, commands.py, packages.py, appliance/sip/**.py,
+//   tests/__init__.py, tests/core/**.py, tests/firmware/**.py (but conftest.py),
+//   tests/data/** (byte for byte)
 // so `import appliance.sip.x`, `import tests.core.test_y` and reading
-// `<dir of tests/core>/../data/...` work as they do on CPython.
+// `<dir of tests/core>/../data/...` work as they do on CPython. The firmware's
+// modules are flat, as on a board's filesystem: firmware/*.py (but the
+// host-only run_host.py and manifest.py) and the simulated firmware/host/*.py
+// (machine, network) go to /lib itself, so `import agent`, `import board` and
+// `import machine` work (the port has no machine module of its own).
 //
 // The tests are unittest.TestCase classes run by the small driver below (not
 // by micropython-lib's unittest.main, whose runner shares one TestCase
@@ -27,10 +35,13 @@
 //   micropython: N passed, N failed[, N skipped]
 // Exit status: 0 if at least one test passed and nothing failed; 1 if tests
 // failed or none ran; 2 if the runner itself could not run.
+//
+// tests/micropython/heap.mjs imports loadPort() and mirrorRepository() from
+// here; this file runs the tests only when it is the script node was given.
 
 import { readFileSync, readdirSync, statSync, existsSync } from "node:fs";
 import { dirname, join, resolve, relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
@@ -42,15 +53,26 @@ const HEAP_BYTES = 64 * 1024 * 1024;
 // port's fixed 32 KiB C stack, not by this.
 const PYSTACK_WORDS = 256 * 1024;
 
-// Files mirrored into the VFS: [directory relative to ROOT, recurse, filter].
+// Files mirrored into the VFS: [file or directory relative to ROOT, recurse
+// (null: a single file), filter, and where under /lib the files go: "same"
+// keeps the repository path, "flat" puts them in /lib itself].
 const isPy = (name) => name.endsWith(".py");
+const HOST_ONLY = ["run_host.py", "manifest.py"]; // as firmware/build leaves them out
+const isFirmwarePy = (name) => isPy(name) && !HOST_ONLY.includes(name);
 const MIRROR = [
-  ["appliance/__init__.py", null, null],
-  ["appliance/sip", true, isPy],
-  ["tests/__init__.py", null, null],
-  ["tests/core", true, isPy],
-  ["tests/data", true, () => true],
+  ["appliance/__init__.py", null, null, "same"],
+  ["appliance/commands.py", null, null, "same"],
+  ["appliance/packages.py", null, null, "same"],
+  ["appliance/sip", true, isPy, "same"],
+  ["tests/__init__.py", null, null, "same"],
+  ["tests/core", true, isPy, "same"],
+  ["tests/firmware", true, (name) => isPy(name) && name !== "conftest.py", "same"],
+  ["tests/data", true, () => true, "same"],
+  ["firmware", false, isFirmwarePy, "flat"],
+  ["firmware/host", false, isPy, "flat"],
 ];
+// Directories of test modules, in the order they run and bare names are looked up.
+const TEST_DIRS = ["core", "firmware"];
 
 function fail(message, code = 2) {
   process.stderr.write(`run.mjs: ${message}\n`);
@@ -72,14 +94,20 @@ function walk(relDir, recurse, filter, out) {
   }
 }
 
+// [path relative to ROOT, path in the VFS] of every file to mirror.
 function filesToMirror() {
   const out = [];
-  for (const [rel, recurse, filter] of MIRROR) {
+  for (const [rel, recurse, filter, layout] of MIRROR) {
+    const found = [];
     if (recurse === null) {
       if (!existsSync(join(ROOT, rel))) fail(`missing ${rel}`);
-      out.push(rel);
+      found.push(rel);
     } else {
-      walk(rel, recurse, filter, out);
+      walk(rel, recurse, filter, found);
+    }
+    for (const file of found) {
+      const name = layout === "flat" ? file.slice(file.lastIndexOf("/") + 1) : file;
+      out.push([file, `${VFS_ROOT}/${name}`]);
     }
   }
   return out;
@@ -98,21 +126,28 @@ function mkdirs(FS, dir) {
 }
 
 function mirror(FS, files) {
-  for (const rel of files) {
+  for (const [rel, dest] of files) {
     const data = readFileSync(join(ROOT, rel)); // Buffer: raw bytes
-    const dest = `${VFS_ROOT}/${rel}`;
     mkdirs(FS, dest.slice(0, dest.lastIndexOf("/")));
     FS.writeFile(dest, new Uint8Array(data.buffer, data.byteOffset, data.length));
   }
 }
 
+// Copy the repository's code into the VFS of a loaded port (see the top).
+export function mirrorRepository(FS) {
+  mirror(FS, filesToMirror());
+}
+
 function discover() {
-  const dir = join(ROOT, "tests", "core");
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((n) => /^test_.*\.py$/.test(n))
-    .sort()
-    .map((n) => `tests.core.${n.slice(0, -3)}`);
+  const out = [];
+  for (const sub of TEST_DIRS) {
+    const dir = join(ROOT, "tests", sub);
+    if (!existsSync(dir)) continue;
+    for (const n of readdirSync(dir).filter((n) => /^test_.*\.py$/.test(n)).sort()) {
+      out.push(`tests.${sub}.${n.slice(0, -3)}`);
+    }
+  }
+  return out;
 }
 
 function moduleFromArg(arg) {
@@ -125,11 +160,14 @@ function moduleFromArg(arg) {
     if (name.endsWith(".py")) name = name.slice(0, -3);
     name = name.split("/").join(".");
   }
-  if (!name.includes(".")) name = `tests.core.${name}`;
-  const m = /^tests\.core\.(test_[A-Za-z0-9_]*)$/.exec(name);
-  if (!m) fail(`not a tests/core/test_*.py module: ${arg}`);
-  if (!existsSync(join(ROOT, "tests", "core", `${m[1]}.py`))) {
-    fail(`no such test module: tests/core/${m[1]}.py`);
+  if (!name.includes(".")) {
+    const sub = TEST_DIRS.find((d) => existsSync(join(ROOT, "tests", d, `${name}.py`)));
+    name = `tests.${sub ?? TEST_DIRS[0]}.${name}`;
+  }
+  const m = /^tests\.(core|firmware)\.(test_[A-Za-z0-9_]*)$/.exec(name);
+  if (!m) fail(`not a tests/core/test_*.py or tests/firmware/test_*.py module: ${arg}`);
+  if (!existsSync(join(ROOT, "tests", m[1], `${m[2]}.py`))) {
+    fail(`no such test module: tests/${m[1]}/${m[2]}.py`);
   }
   return name;
 }
@@ -346,6 +384,23 @@ def _run_all(modnames_json, verbose):
     return json.dumps({"passed": run.passed, "failed": run.failed, "skipped": run.skipped})
 `;
 
+// The MicroPython WebAssembly port, loaded, printing to this process's
+// stdout/stderr; exits with status 2 when the npm package is not installed.
+export async function loadPort({ heapsize = HEAP_BYTES, pystack = PYSTACK_WORDS } = {}) {
+  let loadMicroPython;
+  try {
+    ({ loadMicroPython } = await import(PACKAGE));
+  } catch (e) {
+    fail(`cannot load ${PACKAGE} (${e.code ?? e.message}); install it with: npm ci --prefix tests/micropython`);
+  }
+  return loadMicroPython({
+    heapsize,
+    pystack,
+    stdout: (line) => process.stdout.write(line + "\n"),
+    stderr: (line) => process.stderr.write(line + "\n"),
+  });
+}
+
 async function main() {
   const args = process.argv.slice(2);
   let verbose = false;
@@ -360,25 +415,13 @@ async function main() {
   }
   const modules = names.length ? [...new Set(names.map(moduleFromArg))] : discover();
   if (modules.length === 0) {
-    process.stdout.write("no tests/core/test_*.py modules found\nmicropython: 0 passed, 0 failed\n");
+    process.stdout.write("no tests/core/test_*.py or tests/firmware/test_*.py modules found\n" +
+      "micropython: 0 passed, 0 failed\n");
     return 1;
   }
 
-  let loadMicroPython;
-  try {
-    ({ loadMicroPython } = await import(PACKAGE));
-  } catch (e) {
-    fail(`cannot load ${PACKAGE} (${e.code ?? e.message}); install it with: npm ci --prefix tests/micropython`);
-  }
-
-  const mp = await loadMicroPython({
-    heapsize: HEAP_BYTES,
-    pystack: PYSTACK_WORDS,
-    stdout: (line) => process.stdout.write(line + "\n"),
-    stderr: (line) => process.stderr.write(line + "\n"),
-  });
-
-  mirror(mp.FS, filesToMirror());
+  const mp = await loadPort();
+  mirrorRepository(mp.FS);
 
   let summary;
   try {
@@ -401,4 +444,6 @@ async function main() {
   return summary.failed === 0 && summary.passed > 0 ? 0 : 1;
 }
 
-process.exitCode = await main();
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.exitCode = await main();
+}
