@@ -13,10 +13,10 @@ MicroPython in the tests, and on a PC (firmware/run_host.py):
 digits; `random()` a float in [0, 1); `resolve(host, port)` an IPv4 (host, port) (raises
 OSError). Times are milliseconds from a clock that never wraps (board.Clock).
 
-What it serves, as the Pi agent does: OPTIONS (with the board's free memory when the
-asker accepts application/json), SUBSCRIBE to the `appliance` and `presence` packages of
-every device (a NOTIFY at once and on every change), MESSAGE and DO to lights and relays
-in the command language, all digest-authenticated against `users`. With a `proxy`, each
+What it serves, as the Pi agent does: OPTIONS, SUBSCRIBE to the `appliance` and
+`presence` packages of every device (a NOTIFY at once and on every change), MESSAGE and
+DO to lights and relays in the command language (`status` also reports the board's free
+memory and uptime), all digest-authenticated against `users`. With a `proxy`, each
 device registers its address of record there; with `nat`, STUN learns the public address
 for the Contact and keep-alives hold the router's mapping open.
 
@@ -56,7 +56,7 @@ OUTPUT_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO")
 SENSOR_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE")
 ACCEPT = commands.CONTENT_TYPES
 MAX_SUBSCRIPTIONS = 8
-MAX_TRANSACTIONS = 24
+MAX_TRANSACTIONS = 48  # each answered one stays 32 s (Timer J) to absorb retransmissions
 MAX_NONCES = 16
 MAX_SOURCES = 8
 MAX_FAILURES = 5  # wrong passwords from one source within FAILURE_WINDOW: then 503
@@ -96,6 +96,7 @@ class Agent:
         self.stun_server = None
         self.subscriptions = {}  # dialog id -> (Subscription, device name, (host, port))
         self.started = None
+        self.stopping = False
         self.counters = {"requests": 0, "dropped": 0, "notifies": 0}
         self._pending = {}  # client transaction -> (kind, object)
         self._failures = {}  # source host -> (count, since)
@@ -156,7 +157,9 @@ class Agent:
 
     def stop(self, now):
         """Unregister (Expires: 0) and end every subscription; the caller keeps calling
-        receive() and tick() for a moment so the answers come in."""
+        receive() and tick() for a moment so the answers come in; new subscriptions and
+        commands get 503 meanwhile."""
+        self.stopping = True
         for subscription, name, _ in list(self.subscriptions.values()):
             content_type, body = self._body(subscription, name)
             self._send_notify(subscription, subscription.terminate(body, content_type, now,
@@ -171,7 +174,7 @@ class Agent:
         self.endpoint.local["udp"] = (local_host, self.port)
         if self.stun is not None:
             self.stun.start(now - self.stun.interval)  # ask for the public address again
-        self._contacts_changed(now)
+        self._contacts_changed(now, again=True)
 
     def contact(self, name):
         host, port = self.public or (self.local_host, self.port)
@@ -207,14 +210,17 @@ class Agent:
             return
         try:
             message = parse_stun(data)
+            if not self.stun.stun_response(message, now):
+                return
         except ParseError:
             return
-        if not self.stun.stun_response(message, now):
-            return
-        if self.stun.state == FAILED:  # the mapping moved: learn it again at once
-            self.log("nat: %s" % self.stun.error)
-            self.stun.start(now - self.stun.interval)
         mapped = self.stun.mapped
+        if self.stun.state == FAILED:
+            self.log("nat: %s" % self.stun.error)
+            # A moved mapping is learned again at once; a refusal waits an interval.
+            self.stun.start(now - self.stun.interval if mapped != self.public else now)
+        if mapped is not None and ":" in mapped[0]:
+            return  # an IPv6 mapping: the board's Contacts are IPv4
         if mapped is not None and mapped != self.public:
             self.log("nat: public address %s:%d" % mapped)
             self.public = mapped
@@ -276,6 +282,8 @@ class Agent:
             self._respond(event, 404, now)
         elif method == "OPTIONS":
             self._options(event, now)
+        elif self.stopping and (method != "SUBSCRIBE" or event.dialog is None):
+            self._respond(event, 503, now, "Shutting Down", (("Retry-After", 60),))
         elif method == "SUBSCRIBE":
             self._subscribe(event, name, now)
         elif method in ("MESSAGE", "DO") and device.type != "door":
@@ -287,15 +295,11 @@ class Agent:
     def _options(self, event, now):
         fields = [("Allow", ", ".join(OUTPUT_ALLOW)), ("Accept", ", ".join(ACCEPT)),
                   ("Allow-Events", ", ".join(packages.PACKAGES)), ("Supported", "")]
-        body = b""
-        accept = (event.request.get("accept") or "").lower()
-        if commands.JSON in accept:
-            fields.append(("Content-Type", commands.JSON))
-            body = packages.appliance("board", self.board_status(now))
-        self._respond(event, 200, now, fields=fields, body=body)
+        self._respond(event, 200, now, fields=fields)
 
     def board_status(self, now):
-        """The board's health, for OPTIONS and the `status` command."""
+        """The board's health, for the `status` command of an authenticated user (not in
+        OPTIONS, which anyone may send: uptime tells when the board restarted)."""
         uptime = (now - self.started) // 1000 if self.started is not None else 0
         return {"mem_free": self.mem_free(), "uptime": uptime,
                 "registered": sum(1 for r in self.registrations.values()
@@ -385,7 +389,7 @@ class Agent:
             subscription = Subscription(request, tag, contact, package, granted, now,
                                         event_id)
             destination = self._destination(subscription, event.source)
-        except (ParseError, OSError, SipError):
+        except Exception:  # a Contact or Route that cannot be read or looked up
             self._respond(event, 400, now, "Malformed Contact or Route")
             return
         self._respond(event, 200, now, fields=(("Expires", granted),
@@ -497,10 +501,13 @@ class Agent:
                                    if registration.last_error else ""))
         self._register(registration, request, now)
 
-    def _contacts_changed(self, now):
+    def _contacts_changed(self, now, again=False):
+        """Register each changed Contact at once; with `again` (the network came back),
+        also each device not registered now, instead of waiting out its backoff."""
         for name, registration in self.registrations.items():
             contact = self.contact(name)
-            if contact != registration.contact:
+            if contact != registration.contact or (again
+                                                   and not registration.is_registered(now)):
                 self._register(registration, registration.contact_changed(contact, now), now)
         self._flush(now)
 
@@ -510,9 +517,11 @@ class Agent:
         response = self.endpoint.respond(event.transaction, status, reason, fields, body,
                                          to_tag, now)
         request = event.request
-        self.log("%s %s from %s:%d -> %d %s" % (request.method, request.uri_text,
-                                               event.source[1], event.source[2],
-                                               status, response.reason))
+        uri = request.uri  # logged without any password the Request-URI may carry
+        where = uri.host if uri.port is None else "%s:%d" % (uri.host, uri.port)
+        self.log("%s sip:%s%s from %s:%d -> %d %s" % (
+            request.method, uri.user + "@" if uri.user else "", where, event.source[1],
+            event.source[2], status, response.reason))
 
     def _flush(self, now):
         """Send what the core has to send and act on its events, until both run dry."""

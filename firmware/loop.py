@@ -47,7 +47,11 @@ def random():
 
 
 def resolve(host, port):
-    """An IPv4 (host, port) for a name or an address literal (raises OSError)."""
+    """An IPv4 (host, port) for a name or an address literal (raises OSError). A literal
+    needs no lookup: a name blocks the loop while DNS answers."""
+    parts = host.split(".")
+    if len(parts) == 4 and all(part.isdigit() and int(part) < 256 for part in parts):
+        return (host, port)
     address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][-1]
     if not isinstance(address, tuple):  # a port that returns a raw sockaddr
         raise OSError("no IPv4 address for %s" % host)
@@ -111,14 +115,15 @@ class Runner:
             watchdog.feed()
             if now >= next_wifi:
                 next_wifi = now + WIFI_CHECK_MS
-                found = self.advertise if self.wifi is None else self.wifi.check(now)
+                found = self.advertise if self.wifi is None else self._wifi(now)
                 if found is not None and found != address:
-                    if address is None and agent.started is None:
-                        agent.start(found, now)
+                    watchdog.feed()  # start() may wait on DNS lookups
+                    if agent.started is None:
+                        self._guarded(agent.start, found, now)
                         self.log("serving %s on %s:%d" % (", ".join(
                             agent.uri(name) for name in self.devices), found, agent.port))
                     else:
-                        agent.address_changed(found, now)
+                        self._guarded(agent.address_changed, found, clock.now())
                 address = found
             if agent.started is not None:
                 self._drain(agent, now)
@@ -128,6 +133,13 @@ class Runner:
                 gc.collect()
             await sleep_ms(POLL_MS)
         await self._stopping()
+
+    def _wifi(self, now):
+        try:
+            return self.wifi.check(now)
+        except OSError as error:  # the Wi-Fi driver refused, e.g. a join still under way
+            self.log("wifi: %s" % error)
+            return None
 
     def _drain(self, agent, now):
         sock = self.sock

@@ -54,7 +54,14 @@ def main():
             time.sleep(10)
             continue
         break
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except Exception as error:  # a fault outside the guarded agent: start afresh
+        print("fatal: %s; restarting the board" % error)
+        time.sleep(5)
+        import machine
+
+        machine.reset()
 
 
 main()

@@ -225,43 +225,47 @@ class TestControl(unittest.TestCase):
 
 
 class TestOptions(unittest.TestCase):
-    def options(self, rig, accept="application/json"):
-        fields = (("Accept", accept),) if accept else ()
-        response, _ = Phone(rig).ask("OPTIONS", "porch", fields=fields)
-        return response
+    def test_options_says_what_the_device_serves_and_nothing_of_the_board(self):
+        rig = Rig(mem_free=lambda: 41234)
+        rig.start()
+        response, _ = Phone(rig).ask("OPTIONS", "porch", fields=(("Accept",
+                                                                  "application/json"),))
+        self.assertEqual((response.status, response.body), (200, b""))
+        self.assertEqual(response.get("allow"),
+                         "OPTIONS, ACK, CANCEL, SUBSCRIBE, MESSAGE, DO")
+        self.assertEqual(response.get("allow-events"), "presence, appliance")
 
-    def test_json_reports_the_boards_free_memory(self):
-        # Not started at 0 ms: board_status() takes `self.started or now`, so an agent
-        # started at 0 reports an uptime of 0 for ever.
-        rig = Rig(now=1000)
+
+class TestStatusCommand(unittest.TestCase):
+    def status(self, rig):
+        final, _ = Phone(rig, "alice").ask("DO", "porch", b"status", "text/plain")
+        self.assertEqual(final.status, 200)
+        return json_of(final)
+
+    def test_status_reports_the_boards_free_memory_and_uptime(self):
+        rig = Rig(now=0)
         rig.start()
         rig.tick(5000)
-        response = self.options(rig)
-        self.assertEqual((response.status, response.get("content-type")),
-                         (200, "application/json"))
-        body = json_of(response)
+        body = self.status(rig)
         mem_free = body.pop("mem_free")
-        self.assertEqual(body, {"device": "board", "uptime": 5, "registered": 0,
-                                "watchers": 0})
+        self.assertEqual((body["uptime"], body["registered"], body["watchers"]), (5, 0, 0))
+        self.assertEqual((body["device"], body["state"]), ("porch", "off"))
         if sys.implementation.name == "micropython":
             self.assertIsInstance(mem_free, int)
             self.assertTrue(mem_free > 0)
         else:
             self.assertIsNone(mem_free)  # CPython has no gc.mem_free
-        self.assertEqual(response.get("allow"),
-                         "OPTIONS, ACK, CANCEL, SUBSCRIBE, MESSAGE, DO")
-        self.assertEqual(response.get("allow-events"), "presence, appliance")
 
     def test_mem_free_is_whatever_the_board_says(self):
         rig = Rig(mem_free=lambda: 41234)
         rig.start()
-        self.assertEqual(json_of(self.options(rig))["mem_free"], 41234)
+        self.assertEqual(self.status(rig)["mem_free"], 41234)
 
-    def test_without_accept_json_no_body(self):
+    def test_status_is_only_for_users_allowed_the_device(self):
         rig = Rig(mem_free=lambda: 41234)
         rig.start()
-        response = self.options(rig, accept=None)
-        self.assertEqual((response.status, response.body), (200, b""))
+        final, _ = Phone(rig).ask("DO", "porch", b"status", "text/plain")
+        self.assertEqual((final.status, final.body), (401, b""))
 
 
 PROXY = {"registrar": "sip:pbx.home.arpa", "username": "porch-esp32",
@@ -354,11 +358,10 @@ class TestRegistration(unittest.TestCase):
             # The nonce the registrar gave still answers, without another 401 first.
             self.assertIsNotNone(request.get("authorization"))
 
-    def test_the_options_body_counts_the_registrations(self):
+    def test_the_status_command_counts_the_registrations(self):
         self.register_all()
-        response, _ = Phone(self.rig).ask("OPTIONS", "porch",
-                                          fields=(("Accept", "application/json"),))
-        self.assertEqual(json_of(response)["registered"], 3)
+        final, _ = Phone(self.rig, "alice").ask("DO", "porch", b"status", "text/plain")
+        self.assertEqual(json_of(final)["registered"], 3)
 
     def test_a_registrar_name_that_does_not_resolve_is_looked_up_again(self):
         proxy = dict(PROXY)
