@@ -49,9 +49,11 @@ ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO", "INVITE", "BY
 # What each kind of device serves (the core's Allow, above, is what any of them does).
 OUTPUT_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE", "MESSAGE", "DO")  # lights, relays
 SENSOR_ALLOW = ("OPTIONS", "ACK", "CANCEL", "SUBSCRIBE")  # doors, doorbells
-INTERCOM_ALLOW = ("OPTIONS", "ACK", "CANCEL", "INVITE", "BYE", "INFO")
+INTERCOM_ALLOW = ("OPTIONS", "ACK", "CANCEL", "INVITE", "BYE", "INFO")  # intercoms, cameras
+CALLED = ("intercom", "camera")  # the device types that take calls
 ACCEPT = ("application/sdp", *commands.CONTENT_TYPES, "application/dtmf-relay",
-          "application/dtmf")  # the last two: DTMF in SIP INFO
+          "application/dtmf",  # these two: DTMF in SIP INFO; the next: a keyframe request
+          "application/media_control+xml")
 
 
 class Agent:
@@ -89,7 +91,8 @@ class Agent:
         self.loaded = {"path": path, "loaded": _now(), "reloads": 0, "error": None}
 
     def _built(self, config):
-        """The [[devices]] entries that have a device (cameras have none yet)."""
+        """The [[devices]] entries that have a device (on reload, one that could not be
+        set up has none)."""
         return [d for d in config.devices if d.name in self.devices]
 
     def _registrations_for(self, config):
@@ -234,7 +237,9 @@ class Agent:
             if device is not None:
                 devices[spec.name] = device
         added = [name for name in devices if name not in before]
-        gone = {name: status for name, status in previous.items() if name not in devices}
+        # Gone for its watchers too: a device that became one that takes calls (no events).
+        gone = {name: status for name, status in previous.items()
+                if name not in devices or devices[name].type in CALLED}
         self.devices.clear()  # the same dict the notifier reads
         self.devices.update(devices)
         self.notifier.reconsider(gone, lambda user, name: user not in changed_users
@@ -256,7 +261,7 @@ class Agent:
         self.alerts.update(self._built(config), config.proxy, self.registrations)
         self._replies = {d.name: getattr(d, "reply", False) for d in config.devices}
         self.config = config  # last: a reload that fails part way is tried whole again
-        changes = {"added": added, "removed": list(gone),
+        changes = {"added": added, "removed": [name for name in gone if name not in devices],
                    "rebuilt": [n for n in rewire if n in devices], "restart": pending}
         self.loaded.update(loaded=_now(), reloads=self.loaded["reloads"] + 1, error=None)
         log.info("config reloaded: %s", "; ".join(
@@ -386,18 +391,18 @@ class Agent:
             self._respond(event, 404)
         elif method == "OPTIONS":
             self._respond(event, 200, fields=self._options_fields)
-        elif method == "SUBSCRIBE" and device.type != "intercom":
+        elif method == "SUBSCRIBE" and device.type not in CALLED:
             self.notifier.subscribe(event, user)
         elif method in ("MESSAGE", "DO") and isinstance(device, Output):
             self._control(event, device)
-        elif method == "INVITE" and device.type == "intercom" and event.dialog is None:
+        elif method == "INVITE" and device.type in CALLED and event.dialog is None:
             self.calls.invite(event, user)
         elif event.dialog is not None and method in ("BYE", "INFO", "INVITE"):
             self._respond(event, 481)  # a call that has ended
         else:
             # A method the core lets through but this device does not serve.
             allow = OUTPUT_ALLOW if isinstance(device, Output) else INTERCOM_ALLOW \
-                if device.type == "intercom" else SENSOR_ALLOW
+                if device.type in CALLED else SENSOR_ALLOW
             self._respond(event, 405, fields=(("Allow", ", ".join(allow)),))
 
     def respond(self, event, status, reason=None, fields=()):
@@ -585,13 +590,13 @@ def _value(config, key):
 
 def _methods_of(spec):
     """The methods device `spec` serves, as its mDNS record says."""
-    if spec.type == "intercom":
+    if spec.type in CALLED:
         return INTERCOM_ALLOW
     return OUTPUT_ALLOW if spec.type in ("light", "relay") else SENSOR_ALLOW
 
 
 def _events_of(spec):
-    return () if spec.type == "intercom" else packages.PACKAGES
+    return () if spec.type in CALLED else packages.PACKAGES
 
 
 def _realm(config):

@@ -1,5 +1,5 @@
-"""The intercom's calls: who may call in, when it answers, the doorbell calling the
-household, and the PIN that opens the door.
+"""The intercom's and the cameras' calls: who may call in, when they answer, the doorbell
+calling the household, and the PIN that opens the door.
 
 Incoming: an INVITE to an intercom is challenged like a control request (only `[[users]]`
 sharing the device get through); past `max_calls` it gets 486; an offer with nothing we
@@ -14,6 +14,12 @@ gets the visitor, the others a CANCEL; when nobody answers, the doorbell's `noti
 get "Missed visitor at 10:32". A press while the doorbell rings or a call is up is logged
 and changes nothing. Calls go through the home proxy when there is one.
 
+Video: a camera's calls carry its H.264 (sendonly), and so do an intercom's with `video =
+true`, beside the audio, when the caller offers video; the doorbell's calls offer it too.
+A camera runs one encoder for all its calls (media/camera.py). A keyframe request in SIP
+INFO (picture_fast_update) reaches the camera like an RTCP PLI. When the encoder gives up,
+a camera's call is hung up and an intercom's goes on without video.
+
 DTMF (RFC 4733 in the RTP, or SIP INFO) is collected in an answered call with an allowed
 user or a target the doorbell rang: the intercom's `dtmf_code` and `#` pulse its `strike`
 relay; three wrong codes end the call. Every attempt is logged and published as an event.
@@ -27,9 +33,11 @@ import logging
 
 from . import commands
 from .call import ANSWERED, ENDED, RINGING, IncomingCall, OutgoingCall
+from .media import camera as cameras
 from .media import dtmf
 from .media.audio import AudioError, open_audio
 from .media.session import MediaError, MediaSession
+from .media.video import VideoStream
 from .net.resolver import ResolveError, resolve
 from .redact import printable
 from .sip import sdp
@@ -39,6 +47,8 @@ from .sip.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
+DESCRIBE_WAIT = 5.0  # seconds a call waits for a camera's encoder to describe its stream
+PICTURE_FAST_UPDATE = "picture_fast_update"  # in application/media_control+xml (INFO)
 WRONG_CODES = 3  # wrong door codes in a row (in any calls) that lock the intercom ...
 LOCKOUT = 60.0  # ... for this long, doubling with each further one
 
@@ -57,6 +67,8 @@ class Calls:
         self._pins = {}  # call id -> dtmf.PinCollector
         self._rings = {}  # doorbell name -> the task ringing the household
         self._tasks = set()
+        self.cameras = {}  # camera name -> Camera (media/camera.py)
+        self._retired = []  # cameras replaced on reload, until their calls end
         self._loop = None
         self._closing = False
         self.history = []  # the last calls, for status
@@ -66,6 +78,8 @@ class Calls:
         for spec in self.agent.config.devices:
             if spec.type == "intercom":
                 self._spawn(self._check_audio(spec))
+        for problem in cameras.config_problems(self.agent.config):
+            log.error("%s; the camera's calls are refused until that is fixed", problem)
 
     async def _check_audio(self, spec):
         """Open the intercom's audio once at start, so that a missing sound card is in the
@@ -112,7 +126,7 @@ class Calls:
     # -- incoming --------------------------------------------------------------------------
 
     def invite(self, event, name):
-        """A new INVITE to intercom `name`."""
+        """A new INVITE to intercom or camera `name`."""
         agent = self.agent
         spec = agent.spec(name)
         request = event.request
@@ -122,9 +136,11 @@ class Calls:
         if self._closing:
             agent.respond(event, 503, "Shutting Down")
             return
-        # The doorbell's calls use this intercom's audio too: they count.
-        active = [c for c in self.calls.values() if c.state != ENDED
-                  and (c.device == name or c.direction == "out")]
+        if spec.type == "camera":
+            active = [c for c in self.calls.values() if c.state != ENDED and c.device == name]
+        else:  # the doorbell's calls use this intercom's audio too: they count
+            active = [c for c in self.calls.values() if c.state != ENDED
+                      and (c.device == name or c.direction == "out")]
         if len(active) >= spec.max_calls:
             log.info("call from %s to %s refused: busy (%d call(s))", user, name, len(active))
             agent.respond(event, 486)
@@ -136,10 +152,12 @@ class Calls:
             except ParseError as error:
                 agent.respond(event, 400, "Malformed SDP: " + error.reason)
                 return
-            if sdp.answer(offer, "0.0.0.0", 9, "0") is None:
+            if not _answerable(offer, spec):
+                speaks = "H.264 (packetization-mode=1)" if spec.type == "camera" \
+                    else "PCMU or PCMA"
                 agent.respond(event, 488, fields=(
-                    ("Warning", '304 %s "PCMU or PCMA over RTP/AVP only"'
-                     % agent.host_part()),))
+                    ("Warning", '304 %s "%s over RTP/AVP only"' % (agent.host_part(),
+                                                                    speaks)),))
                 return
         contact = agent.contact_for(name, event.source[0])
         call = IncomingCall(self.stack, self._loop, self, name, contact, event, user)
@@ -151,6 +169,12 @@ class Calls:
         self._spawn(self._answer_incoming(call, spec))
 
     async def _answer_incoming(self, call, spec):
+        if spec.type == "camera":
+            problem = self._camera(spec.name).unavailable()
+            if problem is not None:
+                log.error("call %s: camera %s: %s", call.id, spec.name, problem)
+                call.reject(503, "Camera Unavailable", fields=(("Retry-After", 30),))
+                return
         try:
             await self._open_media(call, spec, call.destination[1])
         except MediaError as error:
@@ -160,13 +184,18 @@ class Calls:
         if call.state != RINGING:
             call.media.close()  # cancelled meanwhile
             return
-        delay = 0.0 if call.auto else spec.answer_after
+        if spec.type == "camera" and call.media.video.description is None:
+            reason = self.cameras[spec.name].failure or "the encoder did not start"
+            log.error("call %s: camera %s: %s", call.id, spec.name, reason)
+            call.reject(503, "Camera Unavailable", fields=(("Retry-After", 30),))
+            return
+        delay = 0.0 if call.auto else getattr(spec, "answer_after", 0.0)  # cameras: at once
         if delay > 0:
             call.ring()
         self._timer(call, delay, self._answer, call)
 
     def _answer(self, call):
-        if call.state != RINGING:
+        if call.state != RINGING or call.media.closed:
             return
         media = call.media
         version = call.sdp_version + 1
@@ -314,13 +343,20 @@ class Calls:
         return reoffer(call, offer)
 
     def call_info(self, call, request):
+        kind = (request.get("content-type") or "").split(";")[0].strip().lower()
+        if kind == "application/media_control+xml":
+            video = call.media.video if call.media is not None else None
+            if video is not None and PICTURE_FAST_UPDATE.encode() in (request.body or b""):
+                video.keyframe()
+            return
         digit = dtmf.parse_info(request.get("content-type"), request.body)
         if digit is not None:
             self._digit(call, digit)
 
     def _digit(self, call, digit):
         intercom = self._intercom() if call.direction == "out" else self.agent.spec(call.device)
-        if call.state != ANSWERED or intercom is None or not intercom.dtmf_code \
+        if call.state != ANSWERED or intercom is None or intercom.type != "intercom" \
+                or not intercom.dtmf_code \
                 or not getattr(call, "allowed", True):
             return
         code, pins = self._pins.get(call.id, (None, None))
@@ -363,8 +399,15 @@ class Calls:
     def media_dtmf(self, call, digit):
         self._digit(call, digit)
 
-    def media_timeout(self, call, seconds):
-        call.hang_up("no RTP for %g s" % seconds)
+    def media_timeout(self, call, seconds, what="RTP"):
+        call.hang_up("no %s for %g s" % (what, seconds))
+
+    def video_failed(self, call, reason):
+        """The camera's encoder gave up: a camera's call ends, an intercom's goes on."""
+        if call.media is not None and call.media.audio_spec is None:
+            call.hang_up("the camera stopped: %s" % reason)
+        else:
+            log.warning("call %s: the video stopped (%s); the audio goes on", call.id, reason)
 
     def reconsider(self):
         """After a config reload: hang up the calls in of users no longer allowed the
@@ -374,8 +417,10 @@ class Calls:
             if not isinstance(call, IncomingCall):
                 continue
             spec = agent.spec(call.device)
-            if spec is None or spec.type != "intercom":
-                call.hang_up("the intercom left the config")
+            kind = "camera" if call.media is not None and call.media.audio_spec is None \
+                else "intercom"
+            if spec is None or spec.type != kind:
+                call.hang_up("the %s left the config" % kind)
             elif not agent.access.allowed(call.user, call.device):
                 call.hang_up("%s may no longer use %s" % (call.user, call.device))
 
@@ -404,20 +449,65 @@ class Calls:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
+        for camera in list(self.cameras.values()) + self._retired:
+            await camera.close()
 
     # -- inside ----------------------------------------------------------------------------
 
-    async def _open_media(self, call, intercom, peer_host):
+    async def _open_media(self, call, spec, peer_host):
+        """The call's MediaSession, open: audio for an intercom (`spec`, None for a
+        doorbell without one), video for a camera, both for an intercom with video."""
         nat = self.agent.config.nat
+        stun = nat.stun if nat is not None else None
+        camera = None
+        if spec is not None and spec.type == "camera":
+            camera = self._camera(spec.name)
+        elif spec is not None and spec.video and _wants_video(call):
+            camera = self._camera(spec.camera or self._only_camera())
+            problem = camera.unavailable()
+            if problem is not None:
+                log.warning("call %s: no video: camera %s: %s", call.id, camera.name, problem)
+                camera = None
+        video = None
+        if camera is not None:
+            video = VideoStream(
+                self._loop, camera, stun=stun, peer_host=peer_host,
+                on_failed=lambda reason: self.video_failed(call, reason),
+                # An intercom's audio shows the peer is there; a camera's RTCP must.
+                on_timeout=(lambda seconds: self.media_timeout(call, seconds, "RTCP"))
+                if spec.type == "camera" else None,
+                rtp_timeout=spec.rtp_timeout)
         media = MediaSession(
-            self._loop, intercom.audio if intercom is not None else "null",
+            self._loop, None if spec is not None and spec.type == "camera"
+            else spec.audio if spec is not None else "null",
             on_dtmf=lambda digit: self.media_dtmf(call, digit),
             on_timeout=lambda seconds: self.media_timeout(call, seconds),
-            rtp_timeout=intercom.rtp_timeout if intercom is not None else 30.0,
-            stun=nat.stun if nat is not None else None, peer_host=peer_host)
+            rtp_timeout=spec.rtp_timeout if spec is not None else 30.0,
+            stun=stun, peer_host=peer_host, video=video)
         call.media = media
+        if camera is not None:
+            await camera.describe(DESCRIBE_WAIT)
         await media.open(self.stack.local_host_toward("udp", peer_host)
                          or self.stack.endpoint.local["udp"][0])
+
+    def _camera(self, name):
+        """The Camera of device `name`, made anew when its settings changed (a reload); the
+        one it replaces serves its calls to their end."""
+        spec = self.agent.spec(name)
+        camera = self.cameras.get(name)
+        if camera is not None and camera.spec == spec:
+            return camera
+        if camera is not None:
+            self._retired.append(camera)
+        camera = cameras.Camera(self._loop, spec, self.agent.config.agent.simulate)
+        device = self.agent.devices.get(name)
+        if device is not None:
+            camera.on_viewers = device.watched
+        self.cameras[name] = camera
+        return camera
+
+    def _only_camera(self):
+        return next(d.name for d in self.agent.config.devices if d.type == "camera")
 
     def _open(self, strike):
         device = self.agent.devices.get(strike)
@@ -468,6 +558,22 @@ def reoffer(call, offer):
     if text is not None:
         log.info("call %s: media now %s", call.id, media.negotiated.direction)
     return text
+
+
+def _answerable(offer, spec):
+    """Whether `offer` has a stream that device `spec` can take (a camera's video, an
+    intercom's audio, or its video when it has some)."""
+    video = (9, sdp.Video("42e01f")) if spec.type == "camera" or spec.video else None
+    port = None if spec.type == "camera" else 9
+    return sdp.answer(offer, "0.0.0.0", port, "0", video=video) is not None
+
+
+def _wants_video(call):
+    """Whether an intercom's call should carry video: the doorbell's calls offer it, an
+    INVITE without an offer gets it in ours, and one with an offer when it has video."""
+    if call.direction == "out" or call.offer is None:
+        return True
+    return any(m.kind == "video" and m.port != 0 for m in call.offer.media)
 
 
 def _auto_answer(request):

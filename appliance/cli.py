@@ -388,12 +388,18 @@ def _print_banner(agent, config, demo):
 
 
 def cmd_check(args):
+    from .media.camera import config_problems as camera_problems
     from .pins import pin_warnings
 
     config = config_module.load(args.config)
     warnings = pin_warnings(config)  # not errors: the config loads and runs as it is
     for warning in warnings:
         print("warning: " + warning, file=sys.stderr)
+    missing = camera_problems(config)  # errors: the camera's calls would all be refused
+    for problem in missing:
+        print("%s: %s" % (args.config, problem), file=sys.stderr)
+    if missing:
+        return 2
     counted = ", %d warning%s" % (len(warnings), "" if len(warnings) == 1 else "s")
     print("%s: OK (%d devices, %d users%s)" % (args.config, len(config.devices),
                                                len(config.users), counted if warnings else ""))
@@ -461,7 +467,8 @@ def cmd_status(args):
             call["state"], "%ss" % call["duration"],
             ", %s %s, RTP in %s out %s lost %s" % (
                 media.get("codec"), media.get("direction"), media.get("received"),
-                media.get("sent"), media.get("lost")) if media.get("codec") else ""))
+                media.get("sent"), media.get("lost")) if media.get("codec") else "")
+            + _video_line(media.get("video")))
     print("MQTT: %s" % _mqtt_line(status["mqtt"]))
     sip = status["sip"]
     print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
@@ -475,6 +482,15 @@ def cmd_status(args):
         print("  last reload failed, the running config stays:\n    %s"
               % loaded["error"].replace("\n", "\n    "))
     return 0
+
+
+def _video_line(video):
+    """", video H264 sendonly from camera, RTP out 812" for a call with video."""
+    if not video:
+        return ""
+    return ", video %s %s from %s, RTP out %s%s" % (
+        video["codec"], video["direction"], video["camera"], video["sent"],
+        "; " + video["failure"] if video.get("failure") else "")
 
 
 def _mqtt_line(mqtt):

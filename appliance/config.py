@@ -31,6 +31,7 @@ from appliance.config_values import (
     ListenSpec,
     Secret,
     _Bool,
+    _CameraSource,
     _Chars,
     _Choice,
     _describe,
@@ -306,12 +307,26 @@ class IntercomDevice(Device):
     max_calls: int = _key(_Number("a number of calls", 1, 8), 1)  # more: 486 Busy Here
     max_call_time: float = _key(_PERIOD, 600.0)  # seconds; then the intercom hangs up
     rtp_timeout: float = _key(_PERIOD, 30.0)  # seconds without RTP before it hangs up
+    video: bool = _key(_Bool(), False)  # its calls carry a camera's video beside the audio
+    camera: str | None = _key(_name("device name"))  # which camera; unset: the only one
 
 
 @dataclass(frozen=True, kw_only=True)
 class CameraDevice(Device):
+    """A camera: H.264 over RTP to whoever calls it, encoded by ffmpeg or rpicam-vid.
+    The defaults suit a Pi Zero 2 W."""
+
     type: ClassVar[str] = "camera"
-    source: str = _key(_Type('e.g. "/dev/video0" or "test"'), "/dev/video0")  # "test": a picture
+    source: str = _key(_CameraSource(), "/dev/video0")  # "rpicam": the Pi camera; "test"
+    width: int = _key(_Number("a width in pixels", 64, 1920), 640)
+    height: int = _key(_Number("a height in pixels", 64, 1080), 480)
+    framerate: int = _key(_Number("a frame rate", 1, 30), 15)
+    bitrate: int = _key(_Number("a bit rate in kbit/s", 50, 8000), 500)
+    keyframe_interval: float = _key(_PERIOD, 2.0)  # seconds between keyframes
+    encoder: str = _key(_Choice("H.264 encoder", "libx264", "h264_v4l2m2m"), "libx264")
+    max_calls: int = _key(_Number("a number of calls", 1, 8), 2)  # more: 486 Busy Here
+    max_call_time: float = _key(_PERIOD, 600.0)  # seconds; then the camera hangs up
+    rtp_timeout: float = _key(_PERIOD, 30.0)  # seconds without RTCP from the viewer
 
 
 @dataclass(frozen=True)
@@ -399,7 +414,8 @@ def demo_config(
         {"name": "strike", "type": "relay", "pin": 23, "pulse": 2},
         {"name": "doorbell", "type": "doorbell", "pin": 27},
         {"name": "intercom", "type": "intercom", "answer_after": 0, "dtmf_code": "1234",
-         "strike": "strike", "audio": "null"},
+         "strike": "strike", "audio": "null", "video": True},
+        {"name": "camera", "type": "camera", "source": "test"},
     ]
     user = {"name": "demo", "password": "demo", "devices": [d["name"] for d in devices]}
     raw = {"agent": {"simulate": True}, "users": [user], "devices": devices}
@@ -606,13 +622,30 @@ def _check_devices(sections: dict[str, dict[str, Any]], users: list[_Entry],
         if values.get("active_state") is not None and values.get("open_level") is not None:
             problems.append(f"{prefix}open_level: says the same as active_state; keep one "
                             "(active_state = true is open_level = \"low\")")
+    cameras = [values["name"] for _, values, _ in devices if values.get("type") == "camera"]
     for prefix, values, _ in devices:
+        for key in ("width", "height"):
+            if isinstance(values.get(key), int) and values[key] % 2:
+                problems.append(f"{prefix}{key}: {values[key]} is odd; H.264 pictures have "
+                                f"an even {key}, e.g. {values[key] + 1}")
+        camera = values.get("camera")
+        if camera is not None and camera is not _BAD and values.get("video") is False:
+            problems.append(f"{prefix}camera: only used with video = true; set video = true "
+                            "or remove it")
+        elif isinstance(camera, str) and camera not in cameras:
+            target = by_name.get(camera)
+            what = "not a device" if target is None else _a(target[1]["type"])
+            problems.append(f"{prefix}camera: {_q(camera)} is {what}; name a camera device")
+        elif values.get("video") is True and camera is None and len(cameras) != 1:
+            problems.append(f"{prefix}video: needs a camera; " + (
+                "add a [[devices]] entry with type = \"camera\" or set video = false"
+                if not cameras else "name one with camera = " + " or ".join(map(_q, cameras))))
         strike = values.get("strike")
         if values.get("dtmf_code") not in (None, _BAD) and strike is None:
             problems.append(f"{prefix}strike: missing; dtmf_code opens a strike: name its relay")
         target = by_name.get(strike) if isinstance(strike, str) else None
         if isinstance(strike, str) and (target is None or target[1]["type"] != "relay"):
-            what = "not a device" if target is None else f"a {target[1]['type']}"
+            what = "not a device" if target is None else _a(target[1]["type"])
             problems.append(f"{prefix}strike: {_q(strike)} is {what}; name a relay device")
         elif target and target[1]["pulse"] is None:
             relay, where = target[1]["name"], target[0][:-1]
@@ -628,6 +661,10 @@ def _check_devices(sections: dict[str, dict[str, Any]], users: list[_Entry],
             if name not in by_name:
                 fix = _did_you_mean(name, list(by_name), _q) if by_name else "add [[devices]]"
                 problems.append(f"{prefix}devices[{index}]: {_q(name)} is not a device; {fix}")
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def _make_config(sections: dict[str, dict[str, Any]], users: list[_Entry],

@@ -182,6 +182,19 @@ class _Topic(_Type):
         return super().check(value, base_dir)
 
 
+class _CameraSource(_Type):
+    """Where a camera's pictures come from: "test", "rpicam" or a V4L2 device path."""
+
+    def __init__(self) -> None:
+        super().__init__('use "/dev/video0" (a V4L2 camera), "rpicam" (the Pi camera) or '
+                         '"test" (a test picture)')
+
+    def check(self, value: str, base_dir: str) -> Any:
+        if value in ("test", "rpicam") or value.startswith("/dev/"):
+            return value
+        raise _Invalid(f"{_q(value)} is not a camera source; {self.example}")
+
+
 class _Choice(_Type):
     def __init__(self, noun: str, *choices: str) -> None:
         quoted = [_q(choice) for choice in choices]

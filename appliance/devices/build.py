@@ -7,7 +7,7 @@ from gpiozero.exc import BadPinFactory, PinFactoryFallback
 
 from .base import DeviceError
 from .inputs import Doorbell, DoorSensor
-from .outputs import Intercom, Light, Relay
+from .outputs import Camera, Intercom, Light, Relay
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ _WIRING = {
     "light": ("pin", "dimmable"),
     "relay": ("pin", "active_high"),
     "intercom": (),
+    "camera": (),
 }
 
 
@@ -99,7 +100,9 @@ def build_device(config, pin_factory, state=None):
                      config.pulse, initial)
     if kind == "intercom":
         return Intercom(config.name, config.audio, config.strike)
-    return None  # cameras arrive with video
+    if kind == "camera":
+        return Camera(config.name, config.source)
+    raise ValueError("no device of type %r" % kind)
 
 
 def rewired(old, new):

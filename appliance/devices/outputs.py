@@ -145,3 +145,30 @@ class Intercom(Device):
     @property
     def state(self):
         return "idle"
+
+
+class Camera(Device):
+    """A camera's state for status and MQTT: "streaming" while calls watch it, else
+    "idle". Its pictures are the calls' (media/camera.py)."""
+
+    type = "camera"
+
+    def __init__(self, name, source):
+        super().__init__(name)
+        self.source = source
+        self.viewers = 0
+
+    @property
+    def state(self):
+        return "streaming" if self.viewers else "idle"
+
+    def watched(self, viewers):
+        """`viewers` calls watch it now: an event when that starts or ends its stream."""
+        before = self.state
+        self.viewers = viewers
+        if self.state != before:
+            self._changed(self.state)
+
+    def status(self):
+        return {"type": self.type, "state": self.state, "viewers": self.viewers,
+                "source": self.source}

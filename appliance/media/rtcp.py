@@ -2,8 +2,10 @@
 seconds, with the loss, jitter and round-trip time each side sees.
 
 `build_sr`, `build_rr` and `build_bye` write compound packets; `parse_rtcp` reads one into
-a list of packets, each with a `kind` ("SR", "RR", "SDES", "BYE" or "other"). Times are NTP
-times: float seconds since 1900, as `ntp_from_unix` makes them.
+a list of packets, each with a `kind` ("SR", "RR", "SDES", "BYE", "PLI", "FIR" or "other").
+PLI (RFC 4585 section 6.3.1) and FIR (RFC 5104 section 4.3.1) are how a video receiver asks
+for a keyframe; `build_pli` and `build_fir` write them. Times are NTP times: float seconds
+since 1900, as `ntp_from_unix` makes them.
 """
 
 import struct
@@ -15,6 +17,9 @@ SR = 200
 RR = 201
 SDES = 202
 BYE = 203
+PSFB = 206  # payload-specific feedback (RFC 4585)
+FMT_PLI = 1
+FMT_FIR = 4
 
 SDES_CNAME = 1
 
@@ -187,6 +192,35 @@ class Bye:
         self.reason = reason
 
 
+class PictureLossIndication:
+    """PLI: the receiver `ssrc` lost pictures of the stream `media_ssrc`."""
+
+    kind = "PLI"
+    __slots__ = ("ssrc", "media_ssrc")
+
+    def __init__(self, ssrc, media_ssrc):
+        self.ssrc = ssrc
+        self.media_ssrc = media_ssrc
+
+    def asks_for(self, ssrc):
+        return self.media_ssrc == ssrc
+
+
+class FullIntraRequest:
+    """FIR: the receiver `ssrc` asks the streams in `entries` ([(ssrc, sequence number)])
+    for a keyframe; a request sent again keeps its sequence number."""
+
+    kind = "FIR"
+    __slots__ = ("ssrc", "entries")
+
+    def __init__(self, ssrc, entries):
+        self.ssrc = ssrc
+        self.entries = entries
+
+    def asks_for(self, ssrc):
+        return any(target == ssrc for target, _ in self.entries)
+
+
 class OtherPacket:
     """An RTCP packet of a type not read here (APP, XR, feedback): kept whole."""
 
@@ -268,7 +302,35 @@ def _parse_bye(count, body):
     return Bye(ssrcs, reason)
 
 
-_PARSERS = {SR: _parse_sr, RR: _parse_rr, SDES: _parse_sdes, BYE: _parse_bye}
+def _parse_psfb(count, body):
+    if len(body) < 8:
+        raise ValueError("RTCP feedback too short")
+    ssrc, media_ssrc = struct.unpack_from("!II", body)
+    if count == FMT_PLI:
+        return PictureLossIndication(ssrc, media_ssrc)
+    if count == FMT_FIR:
+        if (len(body) - 8) % 8:
+            raise ValueError("RTCP FIR entries overrun the packet")
+        entries = [(target, seq >> 24) for target, seq in
+                   (struct.unpack_from("!II", body, offset) for offset in range(8, len(body), 8))]
+        return FullIntraRequest(ssrc, entries)
+    return OtherPacket(PSFB, count, body)
+
+
+def build_pli(ssrc, media_ssrc):
+    """A PLI from `ssrc` about the stream `media_ssrc`."""
+    return _packet(PSFB, FMT_PLI, struct.pack("!II", ssrc, media_ssrc))
+
+
+def build_fir(ssrc, media_ssrc, sequence):
+    """A FIR from `ssrc` asking `media_ssrc` for a keyframe; `sequence` (0-255) goes up by
+    one with each new request."""
+    return _packet(PSFB, FMT_FIR, struct.pack("!IIII", ssrc, 0, media_ssrc,
+                                              (sequence & 0xFF) << 24))
+
+
+_PARSERS = {SR: _parse_sr, RR: _parse_rr, SDES: _parse_sdes, BYE: _parse_bye,
+            PSFB: _parse_psfb}
 
 
 def parse_rtcp(data):

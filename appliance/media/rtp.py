@@ -132,6 +132,12 @@ class RtpSender:
         self.timestamp = (self.timestamp + samples) % _TIMESTAMP_MOD
         return data
 
+    def packet_at(self, payload, timestamp, marker=False):
+        """A media packet at a timestamp the caller keeps: video, whose packets all carry
+        the capture time of their picture, `marker` on a picture's last one (RFC 6184)."""
+        self.last_timestamp = timestamp
+        return self._packet(self.payload_type, payload, marker, timestamp)
+
     def timestamp_after(self, elapsed_ms):
         """The timestamp `elapsed_ms` milliseconds after the last media packet's: what a
         sender report sent then carries beside its NTP time (RFC 3550 section 6.4.1)."""

@@ -43,12 +43,55 @@ class MediaError(ApplianceError):
     """The media of a call cannot start (no free port, no audio device)."""
 
 
+def bind_pair(host, ports=PORTS):
+    """Two UDP sockets on `host`, for RTP on a free even port in `ports` and RTCP on the
+    next one up; MediaError when none is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(PORT_TRIES):
+        port = random.randrange(ports[0], ports[1], 2)
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((host, port))
+            rtcp_sock.bind((host, port + 1))
+        except OSError:
+            rtp.close()
+            rtcp_sock.close()
+            continue
+        return rtp, rtcp_sock
+    raise MediaError("no free RTP port pair in %d-%d on %s" % (ports[0], ports[1] + 1, host))
+
+
+async def open_pair(host, ports=PORTS, stun=None):
+    """bind_pair(), non-blocking, with the public mapping of the RTP socket when `stun`
+    (host:port) is set: (rtp, rtcp, (address, port) for the SDP)."""
+    rtp, rtcp_sock = bind_pair(host, ports)
+    public = (host, rtp.getsockname()[1])
+    if stun:
+        try:
+            mapped = await public_address_of(rtp, stun, STUN_WAIT)
+        except BaseException:
+            rtp.close()
+            rtcp_sock.close()
+            raise
+        if mapped is not None:
+            public = mapped
+        else:
+            log.warning("no STUN answer for the RTP socket: the SDP carries %s:%d", *public)
+    rtp.setblocking(False)
+    rtcp_sock.setblocking(False)
+    return rtp, rtcp_sock, public
+
+
 class MediaSession:
     def __init__(self, loop, audio, on_dtmf=None, on_timeout=None, rtp_timeout=30.0,
-                 stun=None, ports=PORTS, peer_host=None):
-        """`audio` is the audio spec ("null", "default", a device name, a WAV path);
-        `peer_host` the address the call's SIP came from, which RTP may come from too."""
+                 stun=None, ports=PORTS, peer_host=None, video=None):
+        """`audio` is the audio spec ("null", "default", a device name, a WAV path), or None
+        for a call without audio (a camera's); `peer_host` the address the call's SIP came
+        from, which RTP may come from too; `video` the call's VideoStream (video.py), whose
+        m= line this session's offers and answers carry beside the audio's."""
         self.loop = loop
+        self.video = video
         self.peer_host = peer_host
         self.audio_spec = audio
         self.on_dtmf = on_dtmf
@@ -85,39 +128,22 @@ class MediaSession:
 
     async def open(self, host):
         """Bind the port pair on `host` (the address toward the peer) and learn its public
-        mapping when `stun` is set."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for _ in range(PORT_TRIES):
-            port = random.randrange(self.ports[0], self.ports[1], 2)
-            rtp = socket.socket(family, socket.SOCK_DGRAM)
-            rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                rtp.bind((host, port))
-                rtcp_sock.bind((host, port + 1))
-            except OSError:
+        mapping when `stun` is set; the video stream's too, when the call has one."""
+        if self.audio_spec is not None:
+            rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
+            if self.closed:  # the call ended meanwhile
                 rtp.close()
                 rtcp_sock.close()
-                continue
-            break
-        else:
-            raise MediaError("no free RTP port pair in %d-%d on %s" % (
-                self.ports[0], self.ports[1] + 1, host))
-        self._rtp, self._rtcp = rtp, rtcp_sock
-        self.local = (host, port)
-        self.address, self.port = host, port
-        if self.stun:
-            mapped = await public_address_of(rtp, self.stun, STUN_WAIT)
-            if self.closed:
-                return  # the call ended meanwhile (close() closed the sockets)
-            if mapped is not None:
-                self.address, self.port = mapped
-            else:
-                log.warning("no STUN answer for the RTP socket: the SDP carries %s:%d",
-                            host, port)
-        rtp.setblocking(False)
-        rtcp_sock.setblocking(False)
-        self.loop.add_reader(rtp, self._receive_rtp)
-        self.loop.add_reader(rtcp_sock, self._receive_rtcp)
+                return
+            self._rtp, self._rtcp = rtp, rtcp_sock
+            self.local = (host, rtp.getsockname()[1])
+            self.address, self.port = public
+            self.loop.add_reader(rtp, self._receive_rtp)
+            self.loop.add_reader(rtcp_sock, self._receive_rtcp)
+        if self.video is not None:
+            await self.video.open(host)
+            if self.address is None:
+                self.address = self.video.address
 
     def _open_audio(self):
         """Open the audio port in a worker thread (PortAudio takes a good part of a second
@@ -145,25 +171,39 @@ class MediaSession:
 
     def offer(self, session_id, version):
         """Our SDP offer for this session."""
-        return sdp.offer(self.address, self.port, session_id, version)
+        return sdp.offer(self.address, self.port, session_id, version,
+                         video=self._video_offer())
 
     def answer(self, offered, session_id, version):
         """Answer the Session `offered` and start media as agreed: the SDP text, or None
         when nothing in it can be taken (the caller answers 488)."""
-        made = sdp.answer(offered, self.address, self.port, session_id, version)
+        made = sdp.answer(offered, self.address, self.port, session_id, version,
+                          video=self._video_offer())
         if made is None:
             return None
-        text, negotiated = made
-        self.start(negotiated)
+        text, negotiated, video = made
+        if negotiated is not None:
+            self.start(negotiated)
+        if self.video is not None:
+            self.video.start(video)
         return text
 
     def accept(self, answered):
         """Start media as the Session `answered` (the answer to our offer) agreed; the
-        Negotiated, or None when it refused our stream."""
+        audio's Negotiated, or None when it refused our audio."""
         negotiated = sdp.accepted(answered)
         if negotiated is not None:
             self.start(negotiated)
+        if self.video is not None:
+            self.video.start(sdp.accepted(answered, "video"))
         return negotiated
+
+    def _video_offer(self):
+        """(port, sdp.Video) of the call's video stream, or None without one."""
+        video = self.video
+        if video is None or video.port is None or video.description is None:
+            return None
+        return video.port, video.description
 
     def start(self, negotiated):
         """Send and receive as `negotiated` (an offer/answer's outcome) says; again with a
@@ -224,6 +264,8 @@ class MediaSession:
             audio, self.audio = self.audio, None
             # Stopping a PortAudio stream waits for its thread: not on the loop.
             self.loop.run_in_executor(None, audio.close)
+        if self.video is not None:
+            self.video.close()
 
     # -- the 20 ms tick ----------------------------------------------------------------------
 
@@ -399,6 +441,8 @@ class MediaSession:
         if self.jitter is not None:
             out.update(buffer_ms=self.jitter.delay_ms, late=self.jitter.late,
                        lost=self.jitter.lost)
+        if self.video is not None:
+            out["video"] = self.video.status()
         return out
 
 

@@ -1,12 +1,16 @@
-"""SDP (RFC 8866) and the offer/answer model (RFC 3264) for G.711 audio calls.
+"""SDP (RFC 8866) and the offer/answer model (RFC 3264) for G.711 audio and H.264 video.
 
 What the intercom speaks: PCMU and PCMA at 8 kHz (static payload types 0 and 8), ptime 20,
-and telephone-event (RFC 4733) for DTMF on a dynamic payload type. `parse()` reads any
-SDP into a `Session` of `Media`; `offer()` makes ours; `answer()` answers an offer: the
-first audio stream with a codec we share gets the offerer's first such codec (RFC 3264
-section 6.1: the offerer's order is its preference), every other stream is refused with
-port 0, and None comes back when no audio stream can be accepted (the caller sends 488);
-`accepted()` reads the answer to our offer the same way.
+and telephone-event (RFC 4733) for DTMF on a dynamic payload type. What a camera sends:
+H.264 (RFC 6184) in packetization mode 1, at the profile and level its encoder reports
+(`Video`), never receiving video itself.
+
+`parse()` reads any SDP into a `Session` of `Media`; `offer()` makes ours; `answer()`
+answers an offer: the first audio stream with a codec we share gets the offerer's first
+such codec (RFC 3264 section 6.1: the offerer's order is its preference), the first video
+stream offering H.264 in mode 1 gets our video when we have some, every other stream is
+refused with port 0, and None comes back when no stream can be accepted (the caller sends
+488); `accepted()` reads the answer to our offer the same way, one kind at a time.
 
 Directions (RFC 3264 section 6.1): an offer's sendonly is answered recvonly and the other
 way round; a connection address of 0.0.0.0 (RFC 2543's hold) counts as sendonly.
@@ -22,6 +26,10 @@ STATIC = {0: PCMU, 8: PCMA}  # RFC 3551 static payload types we know
 STATIC_TYPES = {PCMU: 0, PCMA: 8}
 EVENT_TYPE = 101  # the payload type we offer telephone-event on
 PTIME = 20  # ms of audio per packet
+H264 = "H264"
+VIDEO_TYPE = 96  # the payload type we offer H.264 on
+VIDEO_CLOCK = 90000
+FEEDBACK = ("nack pli", "ccm fir")  # RTCP feedback we act on (RFC 4585, RFC 5104)
 
 SENDRECV = "sendrecv"
 SENDONLY = "sendonly"
@@ -77,6 +85,19 @@ class Media:
                 return key
         return None
 
+    def fmtp(self, number):
+        """{parameter name (lower case): value} of payload type `number`'s a=fmtp."""
+        prefix = "%d " % number
+        for key, value in self.attributes:
+            if key == "fmtp" and value and value.startswith(prefix):
+                out = {}
+                for part in value[len(prefix):].split(";"):
+                    name, _, text = part.strip().partition("=")
+                    if name:
+                        out[name.lower()] = text.strip()
+                return out
+        return {}
+
 
 class Session:
     """A parsed session description."""
@@ -106,12 +127,31 @@ class Session:
         return direction
 
 
+class Video:
+    """The H.264 stream a camera's encoder makes: its profile-level-id (six hex digits, from
+    the encoder's sequence parameter set) and, when known, the sprop-parameter-sets (the
+    base64 SPS and PPS) that let a receiver decode before the first in-band ones."""
+
+    def __init__(self, profile_level_id, sprop=None):
+        self.profile_level_id = profile_level_id
+        self.sprop = sprop
+
+    def fmtp(self, number):
+        text = "a=fmtp:%d packetization-mode=1;profile-level-id=%s" % (
+            number, self.profile_level_id)
+        if self.sprop:
+            text += ";sprop-parameter-sets=" + self.sprop
+        return text
+
+
 class Negotiated:
-    """What an offer and its answer agreed for the audio stream."""
+    """What an offer and its answer agreed for one stream (audio, or video with `kind`)."""
+
+    kind = "audio"
 
     def __init__(self, codec, payload_type, event_type, address, port, direction, ptime,
                  index):
-        self.codec = codec  # PCMU or PCMA
+        self.codec = codec  # PCMU, PCMA (audio) or H264 (video)
         self.payload_type = payload_type
         self.event_type = event_type  # telephone-event's payload type, or None
         self.address = address  # where the peer receives RTP
@@ -129,9 +169,20 @@ class Negotiated:
         return self.direction in (SENDRECV, RECVONLY)
 
     def __repr__(self):
-        return "Negotiated(%s/%d, events %s, %s:%d, %s)" % (
-            self.codec, self.payload_type, self.event_type, self.address, self.port,
-            self.direction)
+        return "Negotiated(%s %s/%d, events %s, %s:%d, %s)" % (
+            self.kind, self.codec, self.payload_type, self.event_type, self.address,
+            self.port, self.direction)
+
+
+class VideoNegotiated(Negotiated):
+    """What an offer and its answer agreed for the video stream: `feedback`, the RTCP
+    feedback the peer said it sends or takes (a=rtcp-fb: "nack pli", "ccm fir")."""
+
+    kind = "video"
+
+    def __init__(self, payload_type, address, port, direction, index, feedback=()):
+        super().__init__(H264, payload_type, None, address, port, direction, 0, index)
+        self.feedback = tuple(feedback)
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -207,65 +258,108 @@ def _connection(value):
 # -- writing -----------------------------------------------------------------------------
 
 
-def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODECS):
-    """Our offer: one audio stream at `address`:`port` with `codecs` and telephone-event."""
-    formats = [STATIC_TYPES[codec] for codec in codecs] + [EVENT_TYPE]
+def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODECS,
+          video=None):
+    """Our offer: an audio stream at `address`:`port` (none when `port` is None) with
+    `codecs` and telephone-event, then, with `video` = (port, Video), our H.264 (sendonly,
+    or inactive when the audio is)."""
     lines = _head(address, session_id, version)
-    lines.append("m=audio %d RTP/AVP %s" % (port, " ".join(str(n) for n in formats)))
-    for codec in codecs:
-        lines.append("a=rtpmap:%d %s/8000" % (STATIC_TYPES[codec], codec))
-    lines.append("a=rtpmap:%d %s/8000" % (EVENT_TYPE, TELEPHONE_EVENT))
-    lines.append("a=fmtp:%d 0-16" % EVENT_TYPE)
-    lines.append("a=ptime:%d" % PTIME)
-    lines.append("a=" + direction)
+    if port is not None:
+        formats = [STATIC_TYPES[codec] for codec in codecs] + [EVENT_TYPE]
+        lines.append("m=audio %d RTP/AVP %s" % (port, " ".join(str(n) for n in formats)))
+        for codec in codecs:
+            lines.append("a=rtpmap:%d %s/8000" % (STATIC_TYPES[codec], codec))
+        lines.append("a=rtpmap:%d %s/8000" % (EVENT_TYPE, TELEPHONE_EVENT))
+        lines.append("a=fmtp:%d 0-16" % EVENT_TYPE)
+        lines.append("a=ptime:%d" % PTIME)
+        lines.append("a=" + direction)
+    if video is not None:
+        video_direction = SENDONLY if direction in (SENDRECV, SENDONLY) else INACTIVE
+        _video_lines(lines, video[0], "RTP/AVP", VIDEO_TYPE, video[1], FEEDBACK,
+                     video_direction)
     return _text(lines)
 
 
-def answer(offered, address, port, session_id, version=1):
-    """Answer the Session `offered` with our audio at `address`:`port`: (SDP text,
-    Negotiated), or None when no audio stream can be accepted."""
-    chosen = None
+def _video_lines(lines, port, proto, number, video, feedback, direction):
+    lines.append("m=video %d %s %d" % (port, proto, number))
+    lines.append("a=rtpmap:%d %s/%d" % (number, H264, VIDEO_CLOCK))
+    lines.append(video.fmtp(number))
+    for kind in feedback:
+        lines.append("a=rtcp-fb:%d %s" % (number, kind))
+    lines.append("a=" + direction)
+
+
+def answer(offered, address, port, session_id, version=1, video=None):
+    """Answer the Session `offered` with our audio at `address`:`port` (none when `port`
+    is None) and, with `video` = (port, Video), our H.264: (SDP text, audio Negotiated or
+    None, video Negotiated or None), or None when no stream can be accepted."""
+    audio = None
+    chosen_video = None
     lines = _head(address, session_id, version)
     for index, media in enumerate(offered.media):
-        pick = None
-        if chosen is None and media.kind == "audio" and media.port != 0 \
-                and media.proto in ("RTP/AVP", "RTP/AVPF"):
+        usable = media.port != 0 and media.proto in ("RTP/AVP", "RTP/AVPF")
+        address_of = offered.address_of(media)
+        if usable and port is not None and audio is None and media.kind == "audio" \
+                and address_of is not None:
             pick = _pick(media)
-        if pick is None:
-            lines.append("m=%s 0 %s %s" % (media.kind, media.proto, " ".join(media.formats)))
-            continue
-        codec, number, event = pick
-        direction = _REVERSE[offered.direction_of(media)]
-        formats = [str(number)] + ([str(event)] if event is not None else [])
-        lines.append("m=audio %d %s %s" % (port, media.proto, " ".join(formats)))
-        lines.append("a=rtpmap:%d %s/8000" % (number, codec))
-        if event is not None:
-            lines.append("a=rtpmap:%d %s/8000" % (event, TELEPHONE_EVENT))
-            lines.append("a=fmtp:%d 0-16" % event)
-        lines.append("a=ptime:%d" % PTIME)
-        lines.append("a=" + direction)
-        chosen = Negotiated(codec, number, event, offered.address_of(media), media.port,
-                            direction, _ptime(media), index)
-    if chosen is None or chosen.address is None:
+            if pick is not None:
+                audio = _answer_audio(lines, media, pick, offered, port, index)
+                continue
+        if usable and video is not None and chosen_video is None and media.kind == "video" \
+                and address_of is not None:
+            number = _pick_video(media)
+            if number is not None:
+                direction = _sending_only(_REVERSE[offered.direction_of(media)])
+                feedback = _feedback(media, number)
+                _video_lines(lines, video[0], media.proto, number, video[1], feedback,
+                             direction)
+                chosen_video = VideoNegotiated(number, address_of, media.port, direction,
+                                               index, feedback)
+                continue
+        lines.append("m=%s 0 %s %s" % (media.kind, media.proto, " ".join(media.formats)))
+    if audio is None and chosen_video is None:
         return None
-    return _text(lines), chosen
+    return _text(lines), audio, chosen_video
 
 
-def accepted(answered):
-    """What the answer `answered` (a Session) to our offer agreed, or None when it refused
-    the audio stream (port 0, or no codec of ours)."""
+def _answer_audio(lines, media, pick, offered, port, index):
+    codec, number, event = pick
+    direction = _REVERSE[offered.direction_of(media)]
+    formats = [str(number)] + ([str(event)] if event is not None else [])
+    lines.append("m=audio %d %s %s" % (port, media.proto, " ".join(formats)))
+    lines.append("a=rtpmap:%d %s/8000" % (number, codec))
+    if event is not None:
+        lines.append("a=rtpmap:%d %s/8000" % (event, TELEPHONE_EVENT))
+        lines.append("a=fmtp:%d 0-16" % event)
+    lines.append("a=ptime:%d" % PTIME)
+    lines.append("a=" + direction)
+    return Negotiated(codec, number, event, offered.address_of(media), media.port,
+                      direction, _ptime(media), index)
+
+
+def accepted(answered, kind="audio"):
+    """What the answer `answered` (a Session) to our offer agreed for its first `kind`
+    stream ("audio" or "video"), or None when it refused that stream (port 0, or no codec
+    of ours)."""
     for index, media in enumerate(answered.media):
-        if media.kind != "audio":
+        if media.kind != kind:
             continue
-        if media.port == 0:
+        address = answered.address_of(media)
+        if media.port == 0 or address is None:
             return None
+        direction = _REVERSE[answered.direction_of(media)]
+        if kind == "video":
+            number = _pick_video(media)
+            if number is None:
+                return None
+            return VideoNegotiated(number, address, media.port, _sending_only(direction),
+                                   index, _feedback(media, number))
         pick = _pick(media)
-        if pick is None or answered.address_of(media) is None:
+        if pick is None:
             return None
         codec, number, event = pick
-        direction = _REVERSE[answered.direction_of(media)]
-        return Negotiated(codec, number, event, answered.address_of(media), media.port,
-                          direction, _ptime(media), index)
+        return Negotiated(codec, number, event, address, media.port, direction,
+                          _ptime(media), index)
     return None
 
 
@@ -297,6 +391,45 @@ def _pick(media):
     if codec is None:
         return None
     return codec[0], codec[1], event
+
+
+def _pick_video(media):
+    """The payload type of the stream's first H.264/90000 format in packetization mode 1
+    (the mode that fragments frames larger than a packet; mode 0 cannot carry them), or
+    None."""
+    try:
+        known = media.rtpmap()
+    except ParseError:
+        return None
+    for text in media.formats:
+        try:
+            number = int(text)
+        except ValueError:
+            continue
+        name, clock = known.get(number, (None, None))
+        if name is not None and name.upper() == H264 and clock == VIDEO_CLOCK \
+                and media.fmtp(number).get("packetization-mode") == "1":
+            return number
+    return None
+
+
+def _feedback(media, number):
+    """The RTCP feedback of ours (FEEDBACK) that the stream lists for `number` or for
+    every format ("*")."""
+    listed = []
+    for key, value in media.attributes:
+        if key != "rtcp-fb" or not value:
+            continue
+        target, _, kind = value.partition(" ")
+        kind = " ".join(kind.split()).lower()
+        if target in ("*", str(number)) and kind in FEEDBACK and kind not in listed:
+            listed.append(kind)
+    return listed
+
+
+def _sending_only(direction):
+    """A camera sends and never receives video: the direction left of `direction`."""
+    return SENDONLY if direction in (SENDRECV, SENDONLY) else INACTIVE
 
 
 def _ptime(media):

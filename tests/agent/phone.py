@@ -195,5 +195,5 @@ def _media_of(body):
     if not body:
         return None
     session = sdp.parse(body)
-    audio = next(m for m in session.media if m.kind == "audio")
-    return (session.address_of(audio), audio.port)
+    audio = next((m for m in session.media if m.kind == "audio" and m.port), None)
+    return (session.address_of(audio), audio.port) if audio is not None else None

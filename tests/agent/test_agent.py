@@ -27,7 +27,7 @@ from .support import (
     wait_until,
 )
 
-DEMO_DEVICES = ("frontdoor", "porch", "strike", "doorbell", "intercom")
+DEMO_DEVICES = ("frontdoor", "porch", "strike", "doorbell", "intercom", "camera")
 
 
 def _config(tmp_path, **overrides):
@@ -422,7 +422,7 @@ def test_simulate_rejects_an_unknown_device_and_a_bad_state(tmp_path):
             with pytest.raises(ValueError) as unknown:
                 agent.simulate("garage", "open")
             assert str(unknown.value) == (
-                "no device 'garage'; devices: frontdoor, porch, strike, doorbell, intercom"
+                "no device 'garage'; devices: frontdoor, porch, strike, doorbell, intercom, camera"
             )
             with pytest.raises(Exception) as bad_state:
                 agent.simulate("frontdoor", "ajar")

@@ -153,7 +153,7 @@ def test_an_invite_without_an_offer_gets_ours_and_the_answer_comes_in_the_ack(tm
             response = await alice.call(uri(agent), port(agent), body=b"")
             assert response.status == 200
             offered = sdp.parse(response.body)
-            text, _ = sdp.answer(offered, "127.0.0.1", alice.rtp_port, "5")
+            text, _, _ = sdp.answer(offered, "127.0.0.1", alice.rtp_port, "5")
             await alice.ack(text.encode())
             assert await wait_until(lambda: agent.status()["calls"][0]["state"] == "answered")
             await asyncio.sleep(0.3)
@@ -270,7 +270,7 @@ async def invited(callee):
 
 
 async def answer(callee, request, source):
-    text, _ = sdp.answer(sdp.parse(request.body), "127.0.0.1", callee.rtp_port, "9")
+    text, _, _ = sdp.answer(sdp.parse(request.body), "127.0.0.1", callee.rtp_port, "9")
     await callee.respond(request, source, 200, body=text)
 
 

@@ -17,7 +17,7 @@ from .support import Reply, clean_env, free_port, options_request, short_dir
 START_WAIT = 15.0  # seconds for `appliance run` to print its banner
 STOP_WAIT = 10.0  # seconds for it to stop after a signal
 CLIENT_WAIT = 20.0  # seconds for a one-shot client command
-DEMO_DEVICES = ("frontdoor", "porch", "strike", "doorbell", "intercom")
+DEMO_DEVICES = ("frontdoor", "porch", "strike", "doorbell", "intercom", "camera")
 
 ENV, ROOT = clean_env()
 
@@ -333,6 +333,22 @@ def test_check_names_the_key_the_problem_and_the_fix(tmp_path):
     assert "40" in problem[0]  # the problem: the value given
     assert "0 to 27" in problem[0]  # the fix: the range of BCM pins
     assert path in result.stderr
+
+
+def test_check_says_when_a_camera_is_not_there(tmp_path):
+    missing = tmp_path / "video7"
+    path = _write(tmp_path / "camera.toml",
+                  '[[devices]]\nname = "camera"\ntype = "camera"\nsource = "/dev/%s"\n'
+                  % missing.name)
+    result = appliance("check", "-c", path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "devices[0].source: /dev/video7: no such camera" in result.stderr
+    assert 'source = "test"' in result.stderr  # the fix for a home without one
+    path = _write(tmp_path / "test.toml",
+                  '[[devices]]\nname = "camera"\ntype = "camera"\nsource = "test"\n')
+    result = appliance("check", "-c", path)
+    assert result.returncode == 0, result.stderr
 
 
 # -- run with a config file ---------------------------------------------------------------------

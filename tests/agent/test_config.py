@@ -8,6 +8,7 @@ import pytest
 
 from appliance import config
 from appliance.config import (
+    CameraDevice,
     ConfigError,
     DoorbellDevice,
     DoorDevice,
@@ -131,8 +132,9 @@ def test_demo_config_is_the_design_demo_home():
         ("strike", "relay", 23),
         ("doorbell", "doorbell", 27),
         ("intercom", "intercom", None),
+        ("camera", "camera", None),
     ]
-    porch, strike, doorbell, intercom = cfg.devices[1:]
+    porch, strike, doorbell, intercom, camera = cfg.devices[1:]
     assert isinstance(porch, LightDevice) and porch.dimmable
     assert isinstance(strike, RelayDevice) and strike.pulse == 2.0
     assert isinstance(doorbell, DoorbellDevice) and doorbell.call == ()
@@ -143,6 +145,9 @@ def test_demo_config_is_the_design_demo_home():
         "strike",
         "null",
     )
+    assert intercom.video is True and intercom.camera is None
+    assert isinstance(camera, CameraDevice)
+    assert (camera.source, camera.width, camera.height, camera.framerate) == ("test", 640, 480, 15)
     (user,) = cfg.users
     assert (user.name, user.password.reveal()) == ("demo", "demo")
     assert user.devices == tuple(d.name for d in cfg.devices)
@@ -798,7 +803,7 @@ def test_demo_redacted_is_json():
         {
             "name": "demo",
             "password": "********",
-            "devices": ["frontdoor", "porch", "strike", "doorbell", "intercom"],
+            "devices": ["frontdoor", "porch", "strike", "doorbell", "intercom", "camera"],
         }
     ]
     assert "demo" not in repr(demo_config(environ=NO_ENV).users[0].password)
@@ -812,3 +817,43 @@ def test_secret():
         "********",
     )
     assert secret.reveal() == "hunter2"
+
+
+# --- cameras and the video intercom ---
+
+CAMERA = '[[devices]]\nname = "{name}"\ntype = "camera"\nsource = "test"\n'
+INTERCOM = '[[devices]]\nname = "intercom"\ntype = "intercom"\naudio = "null"\n'
+
+
+def test_a_camera_defaults_to_what_suits_a_pi_zero_2_w(tmp_path):
+    cfg = load(write(tmp_path, CAMERA.format(name="camera") + INTERCOM + "video = true\n"),
+               environ=NO_ENV)
+    camera, intercom = cfg.devices
+    assert isinstance(camera, CameraDevice)
+    assert (camera.width, camera.height, camera.framerate, camera.bitrate,
+            camera.keyframe_interval, camera.encoder) == (640, 480, 15, 500, 2.0, "libx264")
+    assert intercom.video is True and intercom.camera is None  # the only camera
+
+
+def test_camera_settings_that_cannot_work_name_the_key_and_the_fix(tmp_path):
+    text = (CAMERA.format(name="front") + 'width = 641\nencoder = "nvenc"\n'
+            + '[[devices]]\nname = "cam2"\ntype = "camera"\nsource = "usb0"\n'
+            + INTERCOM + "video = true\n"
+            + '[[devices]]\nname = "intercom2"\ntype = "intercom"\ncamera = "front"\n'
+            + '[[devices]]\nname = "intercom3"\ntype = "intercom"\nvideo = true\n'
+              'camera = "intercom"\n')
+    assert problems(tmp_path, text) == [
+        'devices[0].encoder: "nvenc" is not a H.264 encoder; use "libx264" or "h264_v4l2m2m"',
+        'devices[1].source: "usb0" is not a camera source; use "/dev/video0" (a V4L2 camera), '
+        '"rpicam" (the Pi camera) or "test" (a test picture)',
+        "devices[0].width: 641 is odd; H.264 pictures have an even width, e.g. 642",
+        'devices[2].video: needs a camera; name one with camera = "front" or "cam2"',
+        "devices[3].camera: only used with video = true; set video = true or remove it",
+        'devices[4].camera: "intercom" is an intercom; name a camera device',
+    ]
+
+
+def test_video_without_any_camera(tmp_path):
+    assert problem(tmp_path, INTERCOM + "video = true\n") == (
+        'devices[0].video: needs a camera; add a [[devices]] entry with type = "camera" '
+        "or set video = false")

@@ -80,7 +80,7 @@ def test_status_reply_has_the_documented_keys(control_path):
         for key in STATUS_KEYS:
             assert key in status, key
         devices = status["devices"]
-        assert set(devices) == {"frontdoor", "porch", "strike", "doorbell", "intercom"}
+        assert set(devices) == {"frontdoor", "porch", "strike", "doorbell", "intercom", "camera"}
         for name, device in devices.items():
             assert isinstance(device["type"], str) and isinstance(device["state"], str), name
         assert devices["frontdoor"]["type"] == "door"

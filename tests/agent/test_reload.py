@@ -218,7 +218,8 @@ def test_a_device_that_becomes_a_camera_ends_its_watchers(tmp_path):
             await user.subscribe("frontdoor")
             await user.notify()
             changes = await reload(agent, tmp_path, alice("frontdoor"), camera)
-            assert changes["removed"] == ["frontdoor"]
+            assert changes["rebuilt"] == ["frontdoor"]
+            assert agent.status()["devices"]["frontdoor"]["type"] == "camera"
             last = await user.notify()
             assert last.get("subscription-state") == "terminated;reason=noresource"
             assert json.loads(last.body)["state"] == "closed"  # its last state

@@ -8,6 +8,8 @@ import pytest
 from appliance.media.rtcp import (
     ReportBlock,
     build_bye,
+    build_fir,
+    build_pli,
     build_rr,
     build_sr,
     ntp_from_unix,
@@ -400,3 +402,25 @@ def test_round_trip_time_from_a_report_about_our_stream():
     wrap = 65536.0 * 3 - 0.5
     block = ReportBlock(SSRC, 0, 0, 0, 0, ntp_middle(wrap), 0)
     assert round_trip(block, ntp_middle(wrap + 0.75)) == 0.75
+
+
+def test_keyframe_requests_pli_and_fir_are_read_byte_for_byte():
+    pli = build_pli(SSRC, 0xCAFEBABE)
+    # RFC 4585 6.1: V=2, FMT=1, PT=206, length 2; then the sender's and the media's SSRC.
+    assert pli == struct.pack("!BBHII", 0x81, 206, 2, SSRC, 0xCAFEBABE)
+    (packet,) = parse_rtcp(build_rr(SSRC) + pli)[1:]
+    assert (packet.kind, packet.ssrc, packet.media_ssrc) == ("PLI", SSRC, 0xCAFEBABE)
+    assert packet.asks_for(0xCAFEBABE) and not packet.asks_for(1)
+    fir = build_fir(SSRC, 0xCAFEBABE, 7)
+    # RFC 5104 4.3.1: FMT=4, media SSRC 0, then (SSRC, sequence number, 24 reserved bits).
+    assert fir == struct.pack("!BBHIIII", 0x84, 206, 4, SSRC, 0, 0xCAFEBABE, 7 << 24)
+    (packet,) = parse_rtcp(fir)
+    assert (packet.kind, packet.entries) == ("FIR", [(0xCAFEBABE, 7)])
+    assert packet.asks_for(0xCAFEBABE)
+
+
+def test_a_short_feedback_packet_is_an_error_not_a_crash():
+    with pytest.raises(ValueError):
+        parse_rtcp(struct.pack("!BBHI", 0x81, 206, 1, SSRC))
+    with pytest.raises(ValueError):  # a FIR entry cut short
+        parse_rtcp(struct.pack("!BBHIII", 0x84, 206, 3, SSRC, 0, 5))

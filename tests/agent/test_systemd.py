@@ -102,7 +102,7 @@ def test_ready_watchdog_reloading_and_stopping_arrive_on_the_notify_socket(tmp_p
                          env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"})
     try:
         ready = notify.wait_for("READY=1")
-        assert "STATUS=5 devices, 0 watching, 0 in calls" in notify.received[ready]
+        assert "STATUS=6 devices, 0 watching, 0 in calls" in notify.received[ready]
         agent.wait_banner()  # READY comes once it serves: the control socket is up
         assert os.path.exists(control)
         first = notify.wait_for("WATCHDOG=1", after=ready)

@@ -1,5 +1,5 @@
-"""appliance/sip/sdp.py: SDP and offer/answer for G.711 calls, on offers as phones send
-them."""
+"""appliance/sip/sdp.py: SDP and offer/answer for G.711 calls and H.264 video, on offers
+as phones send them."""
 
 import unittest
 
@@ -11,6 +11,7 @@ from appliance.sip.sdp import (
     RECVONLY,
     SENDONLY,
     SENDRECV,
+    Video,
     accepted,
     answer,
     offer,
@@ -36,6 +37,21 @@ BARESIP = (
     "a=sendrecv\r\n"
 )
 
+# A video phone's offer (Linphone-like): audio, then H.264 in mode 1 and mode 0, with
+# feedback for every format.
+VIDEO_PHONE = BARESIP + (
+    "m=video 10342 RTP/AVP 97 98\r\n"
+    "a=rtpmap:97 H264/90000\r\n"
+    "a=fmtp:97 profile-level-id=42801F;packetization-mode=1\r\n"
+    "a=rtpmap:98 H264/90000\r\n"
+    "a=fmtp:98 profile-level-id=42801F\r\n"
+    "a=rtcp-fb:* ccm fir\r\n"
+    "a=rtcp-fb:97 nack pli\r\n"
+    "a=rtcp-fb:97 goog-remb\r\n"
+    "a=sendrecv\r\n"
+)
+CAMERA = Video("42c01e", "Z0LAHtkAoD2wEQAAAwABAAADAA8I8UKZIA==,aMuDyyA=")
+
 
 def lines(text):
     return text.split("\r\n")
@@ -43,7 +59,7 @@ def lines(text):
 
 class TestAnswer(unittest.TestCase):
     def test_the_offerers_first_shared_codec_and_its_event_type(self):
-        text, agreed = answer(parse(BARESIP), "198.51.100.7", 40000, "42")
+        text, agreed, _ = answer(parse(BARESIP), "198.51.100.7", 40000, "42")
         self.assertEqual((agreed.codec, agreed.payload_type, agreed.event_type),
                          (PCMU, 0, 101))
         self.assertEqual((agreed.address, agreed.port, agreed.direction),
@@ -57,14 +73,14 @@ class TestAnswer(unittest.TestCase):
     def test_pcma_first_is_taken_first_and_a_dynamic_event_type_kept(self):
         sdp = BARESIP.replace("RTP/AVP 96 9 0 8 101", "RTP/AVP 8 0 96") \
             .replace("101 telephone-event", "96 telephone-event")
-        _, agreed = answer(parse(sdp), "198.51.100.7", 40000, "42")
+        _, agreed, _ = answer(parse(sdp), "198.51.100.7", 40000, "42")
         self.assertEqual((agreed.codec, agreed.payload_type, agreed.event_type),
                          (PCMA, 8, 96))
 
     def test_a_static_type_needs_no_rtpmap(self):
         sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n" \
               "m=audio 5004 RTP/AVP 0\r\n"
-        _, agreed = answer(parse(sdp), "198.51.100.7", 40000, "42")
+        _, agreed, _ = answer(parse(sdp), "198.51.100.7", 40000, "42")
         self.assertEqual((agreed.codec, agreed.event_type, agreed.ptime), (PCMU, None, 20))
 
     def test_nothing_we_speak_is_no_answer(self):
@@ -79,7 +95,7 @@ class TestAnswer(unittest.TestCase):
         for offered, expected in ((SENDONLY, RECVONLY), (RECVONLY, SENDONLY),
                                   (INACTIVE, INACTIVE), (SENDRECV, SENDRECV)):
             sdp = BARESIP.replace("a=sendrecv", "a=" + offered)
-            text, agreed = answer(parse(sdp), "198.51.100.7", 40000, "42")
+            text, agreed, _ = answer(parse(sdp), "198.51.100.7", 40000, "42")
             self.assertEqual(agreed.direction, expected)
             self.assertIn("a=" + expected, lines(text))
         self.assertFalse(answer(parse(BARESIP.replace("a=sendrecv", "a=sendonly")),
@@ -87,7 +103,7 @@ class TestAnswer(unittest.TestCase):
 
     def test_old_style_hold_with_a_zero_address(self):
         sdp = BARESIP.replace("c=IN IP4 192.0.2.20", "c=IN IP4 0.0.0.0")
-        _, agreed = answer(parse(sdp), "198.51.100.7", 40000, "42")
+        _, agreed, _ = answer(parse(sdp), "198.51.100.7", 40000, "42")
         self.assertEqual(agreed.direction, RECVONLY)
 
     def test_a_session_level_direction_applies_to_the_stream(self):
@@ -99,7 +115,7 @@ class TestAnswer(unittest.TestCase):
     def test_video_is_refused_with_port_zero_in_its_place(self):
         sdp = BARESIP.replace("m=audio", "m=video 10342 RTP/AVP 97\r\n"
                               "a=rtpmap:97 H264/90000\r\nm=audio")
-        text, agreed = answer(parse(sdp), "198.51.100.7", 40000, "42")
+        text, agreed, _ = answer(parse(sdp), "198.51.100.7", 40000, "42")
         media = [line for line in lines(text) if line.startswith("m=")]
         self.assertEqual(media, ["m=video 0 RTP/AVP 97", "m=audio 40000 RTP/AVP 0 101"])
         self.assertEqual(agreed.index, 1)
@@ -111,7 +127,7 @@ class TestAnswer(unittest.TestCase):
 
     def test_ipv6(self):
         sdp = BARESIP.replace("IN IP4 192.0.2.20", "IN IP6 2001:db8::20")
-        text, agreed = answer(parse(sdp), "2001:db8::7", 40000, "42")
+        text, agreed, _ = answer(parse(sdp), "2001:db8::7", 40000, "42")
         self.assertEqual(agreed.address, "2001:db8::20")
         self.assertIn("c=IN IP6 2001:db8::7", lines(text))
 
@@ -121,7 +137,7 @@ class TestOfferAndAccepted(unittest.TestCase):
         ours = parse(offer("198.51.100.7", 40000, "77"))
         self.assertEqual(ours.media[0].formats, ["0", "8", "101"])
         self.assertEqual(ours.media[0].rtpmap()[101], ("telephone-event", 8000))
-        text, _ = answer(ours, "192.0.2.20", 10340, "5")
+        text, _, _ = answer(ours, "192.0.2.20", 10340, "5")
         agreed = accepted(parse(text))
         self.assertEqual((agreed.codec, agreed.event_type, agreed.address, agreed.port,
                           agreed.direction), (PCMU, 101, "192.0.2.20", 10340, SENDRECV))
@@ -133,6 +149,81 @@ class TestOfferAndAccepted(unittest.TestCase):
     def test_an_answer_naming_a_codec_we_did_not_offer(self):
         sdp = BARESIP.replace("RTP/AVP 96 9 0 8 101", "RTP/AVP 9")
         self.assertIsNone(accepted(parse(sdp)))
+
+
+class TestVideo(unittest.TestCase):
+    def test_a_video_call_gets_audio_and_our_h264_sendonly(self):
+        text, audio, video = answer(parse(VIDEO_PHONE), "198.51.100.7", 40000, "42",
+                                    video=(40002, CAMERA))
+        self.assertEqual(audio.codec, PCMU)
+        self.assertEqual((video.kind, video.codec, video.payload_type, video.address,
+                          video.port, video.direction, video.index),
+                         ("video", "H264", 97, "192.0.2.20", 10342, SENDONLY, 1))
+        self.assertFalse(video.receiving)
+        self.assertEqual(video.feedback, ("ccm fir", "nack pli"))
+        got = lines(text)
+        self.assertEqual([line for line in got if line.startswith("m=")],
+                         ["m=audio 40000 RTP/AVP 0 101", "m=video 40002 RTP/AVP 97"])
+        self.assertIn("a=rtpmap:97 H264/90000", got)
+        self.assertIn("a=fmtp:97 packetization-mode=1;profile-level-id=42c01e;"
+                      "sprop-parameter-sets=" + CAMERA.sprop, got)
+        self.assertEqual([line for line in got if line][-1], "a=sendonly")
+
+    def test_mode_0_only_is_refused_and_audio_goes_on(self):
+        offer_text = VIDEO_PHONE.replace("RTP/AVP 97 98", "RTP/AVP 98")
+        text, audio, video = answer(parse(offer_text), "198.51.100.7", 40000, "42",
+                                    video=(40002, CAMERA))
+        self.assertIsNone(video)
+        self.assertIn("m=video 0 RTP/AVP 98", lines(text))
+        self.assertEqual(audio.codec, PCMU)
+
+    def test_without_a_camera_video_is_refused(self):
+        text, _, video = answer(parse(VIDEO_PHONE), "198.51.100.7", 40000, "42")
+        self.assertIsNone(video)
+        self.assertIn("m=video 0 RTP/AVP 97 98", lines(text))
+
+    def test_a_camera_alone_refuses_the_audio(self):
+        text, audio, video = answer(parse(VIDEO_PHONE), "198.51.100.7", None, "42",
+                                    video=(40002, CAMERA))
+        self.assertIsNone(audio)
+        self.assertEqual(video.port, 10342)
+        self.assertEqual([line for line in lines(text) if line.startswith("m=")],
+                         ["m=audio 0 RTP/AVP 96 9 0 8 101", "m=video 40002 RTP/AVP 97"])
+        audio_only = BARESIP
+        self.assertIsNone(answer(parse(audio_only), "198.51.100.7", None, "42",
+                                 video=(40002, CAMERA)))
+
+    def test_a_phone_that_only_sends_video_gets_inactive(self):
+        for offered, expected in ((SENDONLY, INACTIVE), (RECVONLY, SENDONLY),
+                                  (INACTIVE, INACTIVE)):
+            offer_text = VIDEO_PHONE[:VIDEO_PHONE.index("m=video")] + VIDEO_PHONE[
+                VIDEO_PHONE.index("m=video"):].replace("a=sendrecv", "a=" + offered)
+            video = answer(parse(offer_text), "198.51.100.7", 40000, "42",
+                           video=(40002, CAMERA))[2]
+            self.assertEqual(video.direction, expected)
+
+    def test_our_video_offer_and_the_answer_to_it(self):
+        ours = parse(offer("198.51.100.7", 40000, "77", video=(40002, CAMERA)))
+        video = ours.media[1]
+        self.assertEqual((video.kind, video.formats, video.direction),
+                         ("video", ["96"], SENDONLY))
+        self.assertEqual(video.fmtp(96)["profile-level-id"], "42c01e")
+        # The phone's answer: recvonly video at its port, with PLI.
+        text = ("v=0\r\no=- 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\n"
+                "t=0 0\r\nm=audio 10340 RTP/AVP 0\r\na=sendrecv\r\n"
+                "m=video 10342 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+                "a=fmtp:96 packetization-mode=1\r\na=rtcp-fb:96 nack pli\r\n"
+                "a=recvonly\r\n")
+        agreed = accepted(parse(text), "video")
+        self.assertEqual((agreed.payload_type, agreed.port, agreed.direction,
+                          agreed.feedback), (96, 10342, SENDONLY, ("nack pli",)))
+        self.assertEqual(accepted(parse(text)).codec, PCMU)
+        self.assertIsNone(accepted(parse(text.replace("m=video 10342", "m=video 0")),
+                                   "video"))
+
+    def test_a_video_only_offer_of_ours(self):
+        ours = parse(offer("198.51.100.7", None, "77", video=(40002, CAMERA)))
+        self.assertEqual([m.kind for m in ours.media], ["video"])
 
 
 class TestMalformed(unittest.TestCase):
@@ -149,7 +240,7 @@ class TestMalformed(unittest.TestCase):
         self.assertIsNone(answer(parse(sdp), "198.51.100.7", 40000, "42"))
 
     def test_bare_lf_lines_are_read(self):
-        _, agreed = answer(parse(BARESIP.replace("\r\n", "\n")), "198.51.100.7", 4000, "1")
+        _, agreed, _ = answer(parse(BARESIP.replace("\r\n", "\n")), "198.51.100.7", 4000, "1")
         self.assertEqual(agreed.codec, PCMU)
 
 

@@ -1,0 +1,429 @@
+"""Video calls to the camera and the video intercom, decoded by a real ffmpeg/ffprobe.
+
+The agent runs the demo-like home below on loopback with ffmpeg's test picture as the
+camera; the caller is tests/agent/phone.py with a video offer. What a user would notice:
+the answer is a valid H.264 answer, a real decoder reading an SDP for the stream decodes
+the pictures at the configured size, a keyframe comes when the phone asks (RTCP PLI, FIR,
+SIP INFO), the encoder process is gone after BYE, a phone that stops sending RTCP is hung
+up, a crashed encoder is started again and one that keeps crashing ends the camera's call
+without taking the agent down, and a camera that is not there gets a clear 503."""
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+
+import pytest
+
+from appliance.media import rtcp
+from appliance.sip import sdp
+
+from ..agent.phone import Phone
+from ..agent.support import agent_from, run, wait_until
+from .conftest import peer_unavailable
+
+HOME = """
+[agent]
+name = "video-home"
+simulate = {simulate}
+listen = ["udp:127.0.0.1:0"]
+control = "{{control}}"
+
+[mdns]
+enabled = false
+
+[[users]]
+name = "alice"
+password = "alice-pw"
+devices = ["camera", "intercom"]
+
+[[devices]]
+name = "camera"
+type = "camera"
+source = "{source}"
+width = 320
+height = 240
+framerate = 15
+keyframe_interval = 30
+rtp_timeout = {rtp_timeout}
+
+[[devices]]
+name = "intercom"
+type = "intercom"
+audio = "null"
+video = true
+"""
+
+PAYLOAD_TYPE = 97
+WAIT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def ffmpeg():
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            peer_unavailable("%s (Debian `ffmpeg`)" % tool, "apt-get install ffmpeg")
+
+
+def home(tmp_path, rtp_timeout=30, source="test", simulate="true"):
+    return agent_from(tmp_path, HOME.format(rtp_timeout=rtp_timeout, source=source,
+                                            simulate=simulate))
+
+
+def agent_port(agent):
+    return agent.stack.bound[0][2]
+
+
+def video_offer(phone, port, audio=True, direction="recvonly"):
+    """The phone's offer: its audio (or none), then H.264 mode 1 at `port`, with PLI."""
+    text = sdp.offer("127.0.0.1", phone.rtp_port, "77") if audio else (
+        "v=0\r\no=- 77 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n")
+    return text + ("m=video %d RTP/AVP %d\r\na=rtpmap:%d H264/90000\r\n"
+                   "a=fmtp:%d profile-level-id=42e01f;packetization-mode=1\r\n"
+                   "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\na=%s\r\n") % (
+        port, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, direction)
+
+
+def even_port():
+    """A free even port whose odd neighbour is free too (RTP and RTCP)."""
+    while True:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        if port % 2 == 0 and port < 65534:
+            pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                pair[0].bind(("127.0.0.1", port))
+                pair[1].bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+            finally:
+                for sock in pair:
+                    sock.close()
+
+
+@contextlib.asynccontextmanager
+async def phone():
+    device = Phone("alice", "alice-pw")
+    try:
+        yield device
+    finally:
+        device.close()
+
+
+class Receiver:
+    """The phone's video port pair: RTP in (which NAL units came), RTCP out (PLI, FIR)."""
+
+    def __init__(self):
+        self.port = even_port()
+        self.rtp = _bound(self.port)
+        self.rtcp = _bound(self.port + 1)
+        self.ssrc = None
+        self.payload_types = set()
+        self.keyframes = 0  # packets starting a keyframe (SPS or the start of an IDR)
+        self.packets = 0
+        self.source = None
+
+    def read(self):
+        while True:
+            try:
+                data, source = self.rtp.recvfrom(2048)
+            except BlockingIOError:
+                return
+            self.packets += 1
+            self.source = source
+            self.payload_types.add(data[1] & 0x7F)
+            self.ssrc = struct.unpack_from("!I", data, 8)[0]
+            if _starts_keyframe(data[12:]):
+                self.keyframes += 1
+
+    async def keyframe_after(self, ask):
+        """Read on; call `ask()`; True when a keyframe then starts within WAIT."""
+        self.read()
+        before = self.keyframes
+        ask()
+        return await wait_until(lambda: self.read() or self.keyframes > before, WAIT)
+
+    def close(self):
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def _bound(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+def _starts_keyframe(payload):
+    """RFC 6184: an SPS (7) or IDR (5) NAL unit, alone, first in a STAP-A (24), or as the
+    start fragment of an FU-A (28)."""
+    kind = payload[0] & 0x1F
+    if kind == 24:
+        kind = payload[3] & 0x1F
+    elif kind == 28:
+        if not payload[1] & 0x80:
+            return False
+        kind = payload[1] & 0x1F
+    return kind in (5, 7)
+
+
+def answer_video(response):
+    answer = sdp.parse(response.body)
+    return answer, next(m for m in answer.media if m.kind == "video")
+
+
+def encoder_pids(agent):
+    return agent.calls.cameras["camera"].pids
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+async def decode(sdp_path, packets):
+    """ffprobe reading the stream that `sdp_path` describes: (width, height, frames decoded
+    in `packets` packets). It is started before the INVITE: it binds the port."""
+    return await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-protocol_whitelist", "file,udp,rtp", "-i", str(sdp_path),
+        "-select_streams", "v:0", "-count_frames", "-read_intervals", "%%+#%d" % packets,
+        "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def port_taken(port):
+    def taken():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.close()
+    return await wait_until(taken, WAIT)
+
+
+def test_a_real_decoder_decodes_the_camera_at_the_configured_size(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            port = even_port()
+            described = tmp_path / "stream.sdp"
+            described.write_text(
+                "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=camera\r\nc=IN IP4 127.0.0.1\r\n"
+                "t=0 0\r\nm=video %d RTP/AVP %d\r\na=rtpmap:%d H264/90000\r\n"
+                "a=fmtp:%d packetization-mode=1\r\n" % (port, PAYLOAD_TYPE, PAYLOAD_TYPE,
+                                                        PAYLOAD_TYPE))
+            probe = await decode(described, 45)
+            try:
+                assert await port_taken(port)
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent), body=video_offer(alice, port))
+                assert response.status == 200
+                answer, video = answer_video(response)
+                # The audio it cannot send is refused; the video is ours, sendonly, on the
+                # payload type the phone offered, in mode 1, with the encoder's profile.
+                assert [m.port for m in answer.media if m.kind == "audio"] == [0]
+                assert video.port != 0 and video.formats == [str(PAYLOAD_TYPE)]
+                assert video.direction == "sendonly"
+                assert video.rtpmap()[PAYLOAD_TYPE] == ("H264", 90000)
+                fmtp = video.fmtp(PAYLOAD_TYPE)
+                assert fmtp["packetization-mode"] == "1"
+                sps = base64.b64decode(fmtp["sprop-parameter-sets"].split(",")[0])
+                assert sps[0] & 0x1F == 7
+                assert fmtp["profile-level-id"] == sps[1:4].hex()
+                out, err = await asyncio.wait_for(probe.communicate(), 30)
+            finally:
+                if probe.returncode is None:
+                    probe.kill()
+                    await probe.wait()
+            width, height, frames = out.decode().strip().split(",")[:3]
+            assert (int(width), int(height)) == (320, 240), err
+            assert int(frames) >= 30, err
+            pids = encoder_pids(agent)
+            assert pids and all(alive(pid) for pid in pids)
+            assert agent.status()["devices"]["camera"]["state"] == "streaming"
+            assert (await alice.in_dialog("BYE")).status == 200
+            assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
+            assert agent.status()["devices"]["camera"]["state"] == "idle"
+
+    run(body(), deadline=90)
+
+
+def test_a_keyframe_comes_on_request_by_pli_fir_and_info(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                _, video = answer_video(response)
+                rtcp_to = ("127.0.0.1", video.port + 1)
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                assert receiver.payload_types == {PAYLOAD_TYPE}
+                await asyncio.sleep(1.5)  # past the restart guard; periodic: every 30 s
+
+                def pli():
+                    receiver.rtcp.sendto(rtcp.build_pli(0x1234, receiver.ssrc), rtcp_to)
+
+                assert await receiver.keyframe_after(pli)
+                await asyncio.sleep(1.5)
+
+                def fir():
+                    receiver.rtcp.sendto(rtcp.build_fir(0x1234, receiver.ssrc, 1), rtcp_to)
+
+                assert await receiver.keyframe_after(fir)
+                await asyncio.sleep(1.5)
+                sent = []
+
+                def info():
+                    body = ('<?xml version="1.0" encoding="utf-8" ?><media_control><vc_primitive>'
+                            '<to_encoder><picture_fast_update/></to_encoder></vc_primitive>'
+                            '</media_control>')
+                    sent.append(asyncio.ensure_future(alice.in_dialog(
+                        "INFO", body.encode(),
+                        fields=(("Content-Type", "application/media_control+xml"),))))
+
+                assert await receiver.keyframe_after(info)
+                assert (await sent[0]).status == 200
+                status = agent.status()["calls"][0]["media"]["video"]
+                assert status["keyframes_asked"] == 3 and status["rtcp_received"] >= 2
+                assert (await alice.in_dialog("BYE")).status == 200
+            finally:
+                receiver.close()
+
+    run(body(), deadline=90)
+
+
+def test_a_phone_that_sends_no_rtcp_is_hung_up(tmp_path):
+    async def body():
+        async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
+                pids = encoder_pids(agent)
+                bye, source = await alice.request(timeout=WAIT)
+                assert bye.method == "BYE"
+                await alice.respond(bye, source, 200, tag=None)
+                assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
+                assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+def test_a_crashed_encoder_is_restarted_and_one_that_keeps_crashing_ends_the_call(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                camera = agent.calls.cameras["camera"]
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                # Killed once: started again, and the pictures go on from a keyframe.
+                (first,) = camera.pids
+                os.kill(first, signal.SIGKILL)
+                assert await wait_until(lambda: camera.pids and camera.pids != [first], WAIT)
+                before = receiver.keyframes
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
+                                        WAIT)
+                assert agent.status()["calls"][0]["state"] == "answered"
+                # Killed again, then as soon as it starts, three times (no picture between):
+                # it gives up, and the camera's call ends.
+                killed = []
+                for _ in range(4):
+                    assert await wait_until(lambda last=killed: camera.pids
+                                            and camera.pids != last, WAIT, interval=0.002)
+                    killed = camera.pids
+                    for pid in killed:
+                        os.kill(pid, signal.SIGKILL)
+                bye, source = await alice.request(timeout=WAIT)
+                assert bye.method == "BYE"
+                await alice.respond(bye, source, 200, tag=None)
+                assert agent.calls.history[-1]["reason"].startswith("the camera stopped")
+                assert camera.status()["encoder"] == "failed"
+                # The agent serves on: OPTIONS, and a new call starts the camera again.
+                assert await wait_until(lambda: agent.status()["devices"]["camera"]["state"]
+                                        == "idle", WAIT)
+                again = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                         agent_port(agent), body=video_offer(alice, receiver.port))
+                assert again.status == 200
+                assert await wait_until(lambda: bool(camera.pids), WAIT)
+                assert (await alice.in_dialog("BYE")).status == 200
+            finally:
+                receiver.close()
+
+    run(body(), deadline=90)
+
+
+def test_without_the_camera_its_calls_get_503_and_the_intercom_answers_audio_only(tmp_path):
+    async def body():
+        missing = "/dev/video-absent"
+        async with home(tmp_path, source=missing, simulate="false") as agent, \
+                phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert (response.status, response.reason) == (503, "Camera Unavailable")
+                assert response.get("retry-after") == "30"
+                assert "no such camera" in agent.calls.cameras["camera"].failure
+                response = await alice.call("sip:intercom@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                answer, video = answer_video(response)
+                assert video.port == 0
+                assert [m.port != 0 for m in answer.media if m.kind == "audio"] == [True]
+                assert (await alice.in_dialog("BYE")).status == 200
+            finally:
+                receiver.close()
+
+    run(body(), deadline=90)
+
+
+def test_a_video_intercom_call_carries_audio_and_video(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:intercom@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                answer, video = answer_video(response)
+                audio = sdp.accepted(answer)
+                assert audio.codec == "PCMU" and audio.direction == "sendrecv"
+                assert video.port != 0 and video.direction == "sendonly"
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                audio_packets = []  # the intercom's audio: silence from null, 50 a second
+                assert await wait_until(lambda: audio_packets.append(alice.rtp_received())
+                                        or sum(audio_packets) > 10, WAIT)
+                assert (await alice.in_dialog("BYE")).status == 200
+                assert await wait_until(lambda: not agent.calls.cameras["camera"].pids, WAIT)
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
