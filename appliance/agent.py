@@ -244,7 +244,7 @@ class Agent:
         self.devices.update(devices)
         self.notifier.reconsider(gone, lambda user, name: user not in changed_users
                                  and self.access.allowed(user, name))
-        self.calls.reconsider()
+        self.calls.reconsider(config)
         for name, device in devices.items():
             device.on_change = self._device_changed_threadsafe
             if name in previous:

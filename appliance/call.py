@@ -455,11 +455,14 @@ class OutgoingCall(Call):
 
 
 def _usable_answer(body):
-    """The SDP answer in `body` (an ACK's or a 2xx's) when it accepts our audio, else None."""
+    """The SDP answer in `body` (an ACK's or a 2xx's) when it accepts our audio or our
+    video, else None."""
     if not body:
         return None
     try:
         answer = sdp.parse(body)
     except ParseError:
         return None
-    return answer if sdp.accepted(answer) is not None else None
+    if sdp.accepted(answer) is None and sdp.accepted(answer, "video") is None:
+        return None
+    return answer

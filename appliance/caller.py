@@ -1,7 +1,8 @@
 """`appliance call URI`: a call from the command line, made with the intercom's own call
 and media code (call.py, media/session.py): INVITE with our offer (digest when challenged),
-audio from and to an audio port (the default device, `null`, or a WAV file to send), DTMF
-digits to send once answered, and a BYE at Ctrl-C or after `duration` seconds."""
+audio from and to an audio port (the default device, `null`, or a WAV file to send), with
+`video` a camera's H.264 written to a file (media/video.py's VideoReceiver), DTMF digits to
+send once answered, and a BYE at Ctrl-C or after `duration` seconds."""
 
 import asyncio
 import signal
@@ -11,6 +12,7 @@ from .call import ALLOW, ENDED, OutgoingCall
 from .calls import reoffer
 from .client import ClientError, _target
 from .media.session import MediaError, MediaSession
+from .media.video import VideoReceiver
 from .net.resolver import resolve
 from .net.stack import SipStack
 from .sip.digest import same_credentials
@@ -28,9 +30,12 @@ class _Printer:
 
     def call_answered(self, call):
         negotiated = call.media.negotiated
-        self.out("answered by %s (%s%s)" % (call.peer, negotiated.codec if negotiated else "?",
-                                            ", telephone-event" if negotiated
-                                            and negotiated.event_type else ""))
+        video = call.media.video
+        self.out("answered by %s (%s%s%s)" % (
+            call.peer, negotiated.codec if negotiated else "no audio",
+            ", telephone-event" if negotiated and negotiated.event_type else "",
+            "" if video is None else ", H.264 video" if video.negotiated is not None
+            and video.negotiated.receiving else ", no video"))
         if self.digits:
             if call.media.send_digits(self.digits):
                 self.out("sending DTMF %s" % self.digits)
@@ -44,6 +49,10 @@ class _Printer:
             self.out("ended: %s (RTP sent %s, received %s, lost %s)" % (
                 call.reason, status.get("sent", 0), status.get("received", 0),
                 status.get("lost", 0)))
+            video = status.get("video")
+            if video is not None:
+                self.out("video: %d packets, %d pictures (%d keyframes), lost %d" % (
+                    video["received"], video["frames"], video["keyframes"], video["lost"]))
             media.close()
         else:
             self.out("ended: %s" % call.reason)
@@ -55,7 +64,8 @@ class _Printer:
     def call_offer(self, call, offer):
         text = reoffer(call, offer)
         if text is not None:
-            self.out("media now %s" % call.media.negotiated.direction)
+            agreed = call.media.negotiated or call.media.video.negotiated
+            self.out("media now %s" % (agreed.direction if agreed else "refused"))
         return text
 
     def call_info(self, call, request):
@@ -63,9 +73,10 @@ class _Printer:
 
 
 async def place_call(uri_text, audio="default", username=None, password=None, proxy=None,
-                     duration=None, digits="", timeout=30.0, out=print):
+                     duration=None, digits="", timeout=30.0, video=None, out=print):
     """Call `uri_text` until either side hangs up (or `duration` seconds after the
-    answer); returns 0 when the call was answered, 1 otherwise."""
+    answer), writing its video to the file `video` when given; returns 0 when the call
+    was answered, 1 otherwise."""
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
     transport, address, port = await resolve(next_hop)
@@ -93,13 +104,15 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
                      user_agent=USER_AGENT, advertise=advertise)
     await stack.start()
     media = None
+    video_file = open(video, "wb") if video else None  # closed in the finally below
     try:
         endpoint = stack.endpoint
         local_host = stack.local_host_toward(transport, address) or \
             endpoint.local[transport][0].strip("[]")
         if advertise:
             local_host = address
-        media = MediaSession(loop, audio)
+        media = MediaSession(loop, audio, video=VideoReceiver(loop, video_file)
+                             if video_file is not None else None)
         try:
             await media.open(local_host)
         except MediaError as error:
@@ -138,4 +151,6 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
             loop.remove_signal_handler(signum)
         if media is not None:
             media.close()
+        if video_file is not None:
+            video_file.close()
         await stack.close()

@@ -48,6 +48,7 @@ from .sip.uri import parse_uri
 log = logging.getLogger(__name__)
 
 DESCRIBE_WAIT = 5.0  # seconds a call waits for a camera's encoder to describe its stream
+DOORBELL_DESCRIBE_WAIT = 1.5  # ... and a doorbell press, once, before it rings anyone
 PICTURE_FAST_UPDATE = "picture_fast_update"  # in application/media_control+xml (INFO)
 WRONG_CODES = 3  # wrong door codes in a row (in any calls) that lock the intercom ...
 LOCKOUT = 60.0  # ... for this long, doubling with each further one
@@ -68,7 +69,6 @@ class Calls:
         self._rings = {}  # doorbell name -> the task ringing the household
         self._tasks = set()
         self.cameras = {}  # camera name -> Camera (media/camera.py)
-        self._retired = []  # cameras replaced on reload, until their calls end
         self._loop = None
         self._closing = False
         self.history = []  # the last calls, for status
@@ -152,7 +152,7 @@ class Calls:
             except ParseError as error:
                 agent.respond(event, 400, "Malformed SDP: " + error.reason)
                 return
-            if not _answerable(offer, spec):
+            if not _answerable(offer, spec, self._video_available(spec)):
                 speaks = "H.264 (packetization-mode=1)" if spec.type == "camera" \
                     else "PCMU or PCMA"
                 agent.respond(event, 488, fields=(
@@ -232,6 +232,11 @@ class Calls:
 
     async def _ring_household(self, name, spec):
         targets = list(dict.fromkeys(spec.call))
+        intercom = self._intercom()
+        if intercom is not None and self._video_available(intercom):
+            # Once per press, briefly: a camera that does not start leaves the video out.
+            await self._camera(intercom.camera or self._only_camera()).describe(
+                DOORBELL_DESCRIBE_WAIT)
         log.info("%s: ringing %s (%s)", name, ", ".join(targets), spec.ring)
         if spec.ring == "sequential":
             answered = None
@@ -297,7 +302,7 @@ class Calls:
                             destination, route, credentials)
         call.allowed = True  # a target the doorbell rang may open the door
         try:
-            await self._open_media(call, intercom, destination[1])
+            await self._open_media(call, intercom, destination[1], describe=False)
         except MediaError as error:
             log.error("%s: cannot call %s: %s", name, target, error)
             return None
@@ -399,8 +404,14 @@ class Calls:
     def media_dtmf(self, call, digit):
         self._digit(call, digit)
 
-    def media_timeout(self, call, seconds, what="RTP"):
-        call.hang_up("no %s for %g s" % (what, seconds))
+    def media_timeout(self, call, seconds):
+        call.hang_up("no RTP for %g s" % seconds)
+
+    def video_timeout(self, call, seconds):
+        """No RTCP about the video: a call without audio ends; with audio, the audio's
+        RTP timeout tells whether the peer is there."""
+        if call.media is not None and call.media.negotiated is None:
+            call.hang_up("no RTCP for %g s" % seconds)
 
     def video_failed(self, call, reason):
         """The camera's encoder gave up: a camera's call ends, an intercom's goes on."""
@@ -409,19 +420,29 @@ class Calls:
         else:
             log.warning("call %s: the video stopped (%s); the audio goes on", call.id, reason)
 
-    def reconsider(self):
-        """After a config reload: hang up the calls in of users no longer allowed the
-        intercom they called, and those to a device no longer an intercom."""
-        agent = self.agent
+    def reconsider(self, config):
+        """After a reload to `config`: hang up the calls in of users no longer allowed the
+        intercom or camera they called, and those to a device no longer of its type; a
+        camera whose settings changed stops (the device is free for the new encoder),
+        its calls going on without video, or ending when video was all they had."""
+        specs = {spec.name: spec for spec in config.devices}
+        for name, camera in list(self.cameras.items()):
+            if specs.get(name) == camera.spec:
+                continue
+            del self.cameras[name]
+            for viewer in list(camera.viewers):
+                camera.unwatch(viewer)
+                viewer.video_failed("the camera's settings changed")
+            self._spawn(camera.close())
         for call in list(self.calls.values()):
             if not isinstance(call, IncomingCall):
                 continue
-            spec = agent.spec(call.device)
+            spec = specs.get(call.device)
             kind = "camera" if call.media is not None and call.media.audio_spec is None \
                 else "intercom"
             if spec is None or spec.type != kind:
                 call.hang_up("the %s left the config" % kind)
-            elif not agent.access.allowed(call.user, call.device):
+            elif not self.agent.access.allowed(call.user, call.device):
                 call.hang_up("%s may no longer use %s" % (call.user, call.device))
 
     # -- status and end --------------------------------------------------------------------
@@ -449,14 +470,16 @@ class Calls:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
-        for camera in list(self.cameras.values()) + self._retired:
+        for camera in list(self.cameras.values()):
             await camera.close()
 
     # -- inside ----------------------------------------------------------------------------
 
-    async def _open_media(self, call, spec, peer_host):
+    async def _open_media(self, call, spec, peer_host, describe=True):
         """The call's MediaSession, open: audio for an intercom (`spec`, None for a
-        doorbell without one), video for a camera, both for an intercom with video."""
+        doorbell without one), video for a camera, both for an intercom with video; with
+        `describe`, waiting for a camera's encoder to say what its stream is, when that is
+        not known yet (without, the video is left out until it is)."""
         nat = self.agent.config.nat
         stun = nat.stun if nat is not None else None
         camera = None
@@ -473,9 +496,7 @@ class Calls:
             video = VideoStream(
                 self._loop, camera, stun=stun, peer_host=peer_host,
                 on_failed=lambda reason: self.video_failed(call, reason),
-                # An intercom's audio shows the peer is there; a camera's RTCP must.
-                on_timeout=(lambda seconds: self.media_timeout(call, seconds, "RTCP"))
-                if spec.type == "camera" else None,
+                on_timeout=lambda seconds: self.video_timeout(call, seconds),
                 rtp_timeout=spec.rtp_timeout)
         media = MediaSession(
             self._loop, None if spec is not None and spec.type == "camera"
@@ -485,26 +506,29 @@ class Calls:
             rtp_timeout=spec.rtp_timeout if spec is not None else 30.0,
             stun=stun, peer_host=peer_host, video=video)
         call.media = media
-        if camera is not None:
+        if camera is not None and describe:
             await camera.describe(DESCRIBE_WAIT)
         await media.open(self.stack.local_host_toward("udp", peer_host)
                          or self.stack.endpoint.local["udp"][0])
 
     def _camera(self, name):
-        """The Camera of device `name`, made anew when its settings changed (a reload); the
-        one it replaces serves its calls to their end."""
-        spec = self.agent.spec(name)
+        """The Camera of device `name` (made at its first call)."""
         camera = self.cameras.get(name)
-        if camera is not None and camera.spec == spec:
-            return camera
-        if camera is not None:
-            self._retired.append(camera)
-        camera = cameras.Camera(self._loop, spec, self.agent.config.agent.simulate)
-        device = self.agent.devices.get(name)
-        if device is not None:
-            camera.on_viewers = device.watched
-        self.cameras[name] = camera
+        if camera is None:
+            camera = cameras.Camera(self._loop, self.agent.spec(name),
+                                    self.agent.config.agent.simulate)
+            self.cameras[name] = camera
+        device = self.agent.devices.get(name)  # rebuilt by a reload, maybe
+        camera.on_viewers = device.watched if device is not None else None
         return camera
+
+    def _video_available(self, spec):
+        """Whether calls to device `spec` may have video now: a camera's, or an intercom's
+        with video = true whose camera can start."""
+        if spec.type == "camera":
+            return True
+        return bool(getattr(spec, "video", False)) and self._camera(
+            spec.camera or self._only_camera()).unavailable() is None
 
     def _only_camera(self):
         return next(d.name for d in self.agent.config.devices if d.type == "camera")
@@ -556,14 +580,17 @@ def reoffer(call, offer):
         return media.offer(call.id, version)
     text = media.answer(offer, call.id, version)
     if text is not None:
-        log.info("call %s: media now %s", call.id, media.negotiated.direction)
+        video = media.video.negotiated if media.video is not None else None
+        agreed = ([media.negotiated.direction] if media.negotiated else []) + (
+            ["video " + video.direction] if video else [])
+        log.info("call %s: media now %s", call.id, ", ".join(agreed) or "refused")
     return text
 
 
-def _answerable(offer, spec):
+def _answerable(offer, spec, video_available):
     """Whether `offer` has a stream that device `spec` can take (a camera's video, an
     intercom's audio, or its video when it has some)."""
-    video = (9, sdp.Video("42e01f")) if spec.type == "camera" or spec.video else None
+    video = (9, sdp.Video("42e01f")) if video_available else None
     port = None if spec.type == "camera" else 9
     return sdp.answer(offer, "0.0.0.0", port, "0", video=video) is not None
 

@@ -130,6 +130,9 @@ def _parser():
                             'nothing played), or a sound device\'s name')
     sound.add_argument("--audio-file", metavar="FILE.wav",
                        help="send this WAV file (mono, 16-bit), looped; play nothing")
+    call.add_argument("--video", metavar="FILE.h264",
+                      help="ask for video too (a camera's, a video intercom's) and write it "
+                           "to this file as an H.264 stream: ffplay FILE.h264 shows it")
     call.add_argument("--dtmf", default="", metavar="DIGITS",
                       help="send these digits once answered, e.g. 1234# to open the door")
     call.add_argument("--duration", type=float, metavar="S",
@@ -395,7 +398,7 @@ def cmd_check(args):
     warnings = pin_warnings(config)  # not errors: the config loads and runs as it is
     for warning in warnings:
         print("warning: " + warning, file=sys.stderr)
-    missing = camera_problems(config)  # errors: the camera's calls would all be refused
+    missing = camera_problems(config, probe=True)  # errors: its calls would be refused
     for problem in missing:
         print("%s: %s" % (args.config, problem), file=sys.stderr)
     if missing:
@@ -428,7 +431,7 @@ def cmd_status(args):
         extra = ""
         if "brightness" in device:
             extra = " brightness %d%%" % device["brightness"]
-        print("  %-10s %-9s %-7s%s  %s" % (name, device["type"], device["state"], extra,
+        print("  %-10s %-9s %-9s%s  %s" % (name, device["type"], device["state"], extra,
                                            device["uri"]))
     registrations = status["registrations"]
     print("registrations:%s" % ("" if registrations else " none"))
@@ -650,6 +653,7 @@ def cmd_call(args):
     audio = args.audio_file or args.audio
     return asyncio.run(place_call(args.uri, audio=audio, proxy=args.proxy,
                                   duration=args.duration, digits=args.dtmf.upper(),
+                                  video=args.video,
                                   timeout=args.timeout, **_credentials(args)))
 
 

@@ -12,9 +12,10 @@ The encoder starts with the first viewer and stops with the last. It sends a key
 `keyframe_interval` seconds, with the parameter sets in-band before each, and its first
 picture after a start is one: a keyframe request (RTCP PLI or FIR, SIP INFO) restarts it,
 unless it is starting already or its next keyframe is due sooner than a restart takes.
-An encoder that exits on its own is started again after 1, 2 and 4 s; after MAX_FAILURES in
-a row with no picture between, every viewer is told (`video_failed`) and the camera rests
-until the next call asks for it.
+An encoder that exits on its own, or sends nothing for STALL seconds (a camera that
+hangs), is started again after 1 s, then 2 s; at the third failure in a row with no
+picture between, every viewer is told (`video_failed`) and the camera rests until the next
+call asks for it.
 
 A viewer is any object with `video_packet(timestamp, marker, payload, keyframe)` and
 `video_failed(reason)`.
@@ -28,6 +29,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import time
 
 from ..sip import sdp
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 PAYLOAD_TYPE = 96  # what the encoder writes; each call rewrites it to its own
 PACKET_SIZE = 1200  # bytes of RTP: under the MTU of a VPN or PPPoE link too
 MAX_FAILURES = 3
-BACKOFF = (1.0, 2.0, 4.0)
+BACKOFF = (1.0, 2.0)  # seconds before the first and the second start again
+STALL = 10.0  # seconds without a packet (from its start too) that count as a failure
 STOP_WAIT = 2.0  # seconds an encoder has to exit after SIGTERM before SIGKILL
 RESTART_GUESS = 0.5  # seconds a restart takes to a keyframe, until one is measured
 MIN_RESTART = 1.0  # seconds between restarts for keyframe requests
@@ -54,9 +57,10 @@ class CameraError(Exception):
     """The camera's encoder cannot run (no ffmpeg, no device)."""
 
 
-def problems(spec, simulate=False):
+def problems(spec, simulate=False, probe=False):
     """What stops camera `spec` (a CameraDevice) from streaming on this machine, as
-    sentences that end in the fix; [] when nothing does."""
+    sentences that end in the fix; [] when nothing does. With `probe`, the Pi camera is
+    looked for too (`rpicam-vid --list-cameras`: a second or so; not while it streams)."""
     out = []
     source = "test" if simulate else spec.source
     if shutil.which("ffmpeg") is None:
@@ -65,6 +69,9 @@ def problems(spec, simulate=False):
         if _rpicam() is None:
             out.append("rpicam-vid is not installed; install it (apt install rpicam-apps) "
                        "or use a V4L2 source such as \"/dev/video0\"")
+        elif probe and not _pi_camera_found():
+            out.append("no Pi camera found (rpicam-vid --list-cameras lists none); check its "
+                       "ribbon cable and camera_auto_detect=1 in /boot/firmware/config.txt")
     elif source != "test":
         try:
             mode = os.stat(source).st_mode
@@ -80,11 +87,21 @@ def problems(spec, simulate=False):
     return out
 
 
-def config_problems(config):
+def config_problems(config, probe=False):
     """problems() of every camera of `config`, each led by its key: "devices[5].source: "."""
     return ["devices[%d].source: %s" % (index, problem)
             for index, spec in enumerate(config.devices) if spec.type == "camera"
-            for problem in problems(spec, config.agent.simulate)]
+            for problem in problems(spec, config.agent.simulate, probe)]
+
+
+def _pi_camera_found():
+    try:
+        listed = subprocess.run([_rpicam(), "--list-cameras"], capture_output=True, text=True,
+                                timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listed.returncode == 0 and "No cameras available" not in listed.stdout + \
+        listed.stderr
 
 
 def _rpicam():
@@ -117,7 +134,10 @@ def commands(spec, port, simulate=False):
     rate = ["-b:v", "%dk" % spec.bitrate, "-maxrate", "%dk" % spec.bitrate,
             "-bufsize", "%dk" % max(1, spec.bitrate // 2)]
     if spec.encoder == "h264_v4l2m2m":
-        encode = ["-c:v", "h264_v4l2m2m", "-pix_fmt", "yuv420p", "-g", str(gop)] + rate
+        # It puts the parameter sets in extradata only: dump_extra puts them before each
+        # keyframe too, where a viewer that joins later finds them.
+        encode = ["-c:v", "h264_v4l2m2m", "-pix_fmt", "yuv420p", "-g", str(gop),
+                  "-bsf:v", "dump_extra"] + rate
     else:
         encode = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
                   "-profile:v", "baseline", "-pix_fmt", "yuv420p",
@@ -158,6 +178,7 @@ class Camera:
         self._since_keyframe = []  # the packets since the last keyframe, for a new viewer
         self._ended_picture = True  # the last packet ended a picture (marker)
         self._linger = None
+        self._last_packet = None  # loop time of the last packet from the encoder
 
     # -- viewers ----------------------------------------------------------------------------
 
@@ -273,6 +294,8 @@ class Camera:
             except asyncio.CancelledError:
                 if not previous.done():
                     raise
+            except Exception:  # the last run's own fault: it logged it
+                pass
         failures = 0
         sock = None
         try:
@@ -289,15 +312,19 @@ class Camera:
                     self.restarts += 1
                     continue
                 failures = 0 if self._first_keyframe else failures + 1
-                reason = "the encoder exited (%s)%s" % (
-                    _exit_text(code), ": " + " / ".join(self._stderr) if self._stderr else "")
+                reason = ("it sent nothing for %g s" % STALL if code == "stalled" else
+                          "the encoder exited (%s)" % _exit_text(code)) + (
+                    ": " + " / ".join(self._stderr) if self._stderr else "")
                 if failures >= MAX_FAILURES:
                     self._give_up(reason)
                     return
-                delay = BACKOFF[min(failures, len(BACKOFF)) - 1] if failures else BACKOFF[0]
+                delay = BACKOFF[min(max(failures, 1), len(BACKOFF)) - 1]
                 log.warning("camera %s: %s; starting it again in %g s", self.name, reason, delay)
                 self.restarts += 1
                 await asyncio.sleep(delay)
+        except Exception as error:  # a fault of ours: the viewers hear of it, the agent goes on
+            log.exception("camera %s: the encoder's supervision failed", self.name)
+            self._give_up("the camera failed (%s)" % error)
         finally:
             await self._stop_processes()
             self._close_socket(sock)
@@ -324,12 +351,11 @@ class Camera:
         self._first_keyframe = False
         self._started_at = self.loop.time()
         processes = []
-        read_end = None
+        read_end = read_next = None  # the pipe from the process before, for this one's stdin
         try:
             for index, argv in enumerate(argvs):
-                last = index == len(argvs) - 1
-                write_end = None
-                if not last:
+                read_next = write_end = None
+                if index < len(argvs) - 1:
                     read_next, write_end = os.pipe()
                 try:
                     process = await asyncio.create_subprocess_exec(
@@ -339,15 +365,17 @@ class Camera:
                 except FileNotFoundError:
                     raise CameraError("%s is not installed" % argv[0]) from None
                 finally:
-                    for end in (read_end, write_end):
+                    for end in (read_end, write_end):  # the children have their copies
                         if end is not None:
                             os.close(end)
                     read_end = None
                 processes.append(process)
                 process.reader = self.loop.create_task(self._read_stderr(process))
-                if not last:
-                    read_end = read_next
+                read_end, read_next = read_next, None
         except BaseException:
+            for end in (read_end, read_next):
+                if end is not None:
+                    os.close(end)
             await self._stop(processes)
             raise
         self._processes = processes
@@ -355,24 +383,38 @@ class Camera:
                  ", ".join(str(p.pid) for p in processes))
 
     async def _read_stderr(self, process):
+        """Its stderr, to the end: the last lines are kept for the log when it fails."""
+        pending = b""
         while True:
-            line = await process.stderr.readline()
-            if not line:
+            chunk = await process.stderr.read(4096)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()[-1024:] if chunk else b""
+            for line in lines + ([pending] if not chunk else []):
+                text = line.decode("utf-8", "replace").strip()[:300]
+                if text:
+                    self._stderr.append(text)
+                    log.debug("camera %s encoder: %s", self.name, text)
+            if not chunk:
                 return
-            text = line.decode("utf-8", "replace").strip()
-            if text:
-                self._stderr.append(text)
-                log.debug("camera %s encoder: %s", self.name, text)
 
     async def _wait_exit(self):
-        """Until any process of the pipeline exits; its exit code."""
+        """Until a process of the pipeline exits (its exit code) or the encoder has sent
+        nothing for STALL seconds ("stalled"); the pipeline is stopped either way."""
+        self._last_packet = self.loop.time()
         waits = [asyncio.ensure_future(p.wait()) for p in self._processes]
         try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                done, _ = await asyncio.wait(waits, timeout=1.0,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    code = next(iter(done)).result()
+                    break
+                if self.loop.time() - self._last_packet > STALL:
+                    code = "stalled"
+                    break
         finally:
             for wait in waits:
                 wait.cancel()
-        code = next(iter(done)).result()
         await self._stop_processes()
         return code
 
@@ -386,7 +428,8 @@ class Camera:
 
     async def _stop_processes(self):
         processes, self._processes = self._processes, []
-        await self._stop(processes)
+        if processes:  # to the end even when cancelled meanwhile: no encoder left behind
+            await asyncio.shield(self._stop(processes))
 
     async def _stop(self, processes):
         """SIGTERM, and SIGKILL to what is left after STOP_WAIT."""
@@ -446,6 +489,7 @@ class Camera:
 
     def _packet(self, packet):
         now = self.loop.time()
+        self._last_packet = now
         payload = packet.payload
         units = h264.nal_units(payload)
         keyframe = False

@@ -1,6 +1,7 @@
 """H.264 in RTP (RFC 6184), as far as the camera needs to look inside what its encoder
 sends: which NAL units a packet carries, whether it starts a keyframe, and the parameter
-sets that give the SDP its profile-level-id and sprop-parameter-sets.
+sets that give the SDP its profile-level-id and sprop-parameter-sets; and, for `appliance
+call --video`, the byte stream (Annex B) that the packets of a stream make again.
 
 The encoder packetizes (packetization mode 1: single NAL unit packets, STAP-A aggregates
 and FU-A fragments); the agent only reads the first bytes of each payload.
@@ -15,6 +16,7 @@ SPS = 7
 PPS = 8
 STAP_A = 24
 FU_A = 28
+START_CODE = b"\x00\x00\x00\x01"
 
 
 def nal_units(payload):
@@ -43,6 +45,17 @@ def nal_units(payload):
         header = (payload[0] & 0xE0) | (payload[1] & 0x1F)
         return [(payload[1] & 0x1F, bytes([header]) + bytes(payload[2:]))]
     return []
+
+
+def annex_b(payload):
+    """The bytes of an H.264 byte stream (Annex B) that the RTP `payload` adds, in order:
+    a start code before each NAL unit it carries or begins, an FU-A fragment's data after
+    the earlier ones'."""
+    if not payload:
+        return b""
+    if payload[0] & 0x1F == FU_A and len(payload) >= 2 and not payload[1] & 0x80:
+        return bytes(payload[2:])
+    return b"".join(START_CODE + unit for _, unit in nal_units(payload))
 
 
 def starts_keyframe(payload):

@@ -199,11 +199,11 @@ class MediaSession:
         return negotiated
 
     def _video_offer(self):
-        """(port, sdp.Video) of the call's video stream, or None without one."""
+        """(port, sdp.Video, direction) of the call's video, or None without one."""
         video = self.video
         if video is None or video.port is None or video.description is None:
             return None
-        return video.port, video.description
+        return video.port, video.description, video.direction
 
     def start(self, negotiated):
         """Send and receive as `negotiated` (an offer/answer's outcome) says; again with a

@@ -12,6 +12,11 @@ about our SSRC, or `keyframe()` (SIP INFO picture_fast_update), asks the camera 
 keyframe. A camera only sends, so the peer's RTCP is what shows it is still there: after
 `rtp_timeout` seconds without RTCP or RTP from it, `on_timeout(seconds)` is called once.
 When the camera's encoder gives up, `on_failed(reason)` is called and nothing more is sent.
+
+`VideoReceiver` is the other end, for `appliance call --video FILE`: it takes a camera's
+stream and writes it to FILE as an H.264 byte stream (ffplay plays it), sends receiver
+reports, and asks for a keyframe with a PLI when the stream starts without one or loses
+packets.
 """
 
 import logging
@@ -19,8 +24,8 @@ import random
 import time
 
 from ..sip import sdp
-from . import rtcp
-from .rtp import RtpSender, is_rtcp
+from . import h264, rtcp
+from .rtp import RtpSender, RtpStats, is_rtcp, parse_rtp
 from .session import PORTS, open_pair
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,8 @@ CHECK_EVERY = 1.0  # seconds between checks for the peer's silence
 
 
 class VideoStream:
+    direction = sdp.SENDONLY  # what our offers say of it
+
     def __init__(self, loop, camera, on_timeout=None, on_failed=None, rtp_timeout=30.0,
                  stun=None, ports=PORTS, peer_host=None):
         self.loop = loop
@@ -59,7 +66,7 @@ class VideoStream:
         self._offset = random.getrandbits(32)
         self._last_heard = None
         self._timed_out = False
-        self._fir_seen = {}  # sender SSRC -> the last FIR sequence number acted on
+        self._last_fir = None  # (sender SSRC, sequence number) of the last FIR acted on
         self._report = None
         self._check = None
         self._last_sent = 0.0
@@ -200,8 +207,8 @@ class VideoStream:
                     self.keyframe()
                 elif packet.kind == "FIR" and packet.asks_for(ssrc):
                     sequence = next(seq for target, seq in packet.entries if target == ssrc)
-                    if self._fir_seen.get(packet.ssrc) != sequence:  # not a repeat
-                        self._fir_seen[packet.ssrc] = sequence
+                    if self._last_fir != (packet.ssrc, sequence):  # not a repeat
+                        self._last_fir = (packet.ssrc, sequence)
                         self.keyframe()
 
     def _heard(self):
@@ -255,3 +262,138 @@ class VideoStream:
             out["failure"] = self.failure
         return out
 
+
+
+PLI_EVERY = 1.0  # seconds between keyframe requests while the picture is broken
+WATCHED = sdp.Video("42e01f")  # what we can decode: constrained baseline up to level 3.1
+
+
+class VideoReceiver:
+    """A camera's stream, received and written to `out` (a binary file) as Annex B."""
+
+    direction = sdp.RECVONLY
+    description = WATCHED
+
+    def __init__(self, loop, out, stun=None, ports=PORTS):
+        self.loop = loop
+        self.out = out
+        self.stun = stun
+        self.ports = ports
+        self.address = None
+        self.port = None
+        self.local = None
+        self.remote = None
+        self.negotiated = None
+        self.stats = RtpStats(sdp.VIDEO_CLOCK)
+        self.ssrc = random.getrandbits(32)
+        self.packets = 0
+        self.frames = 0
+        self.keyframes = 0
+        self.plis = 0
+        self.closed = False
+        self._rtp = None
+        self._rtcp = None
+        self._broken = True  # until a keyframe: what comes before it cannot be decoded
+        self._last_pli = None
+        self._expected = None  # the next sequence number
+        self._keyframe_at = None  # the timestamp of the last keyframe
+        self._report = None
+
+    async def open(self, host):
+        rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
+        if self.closed:
+            rtp.close()
+            rtcp_sock.close()
+            return
+        self._rtp, self._rtcp = rtp, rtcp_sock
+        self.local = (host, rtp.getsockname()[1])
+        self.address, self.port = public
+        self.loop.add_reader(rtp, self._receive_rtp)
+
+    def start(self, negotiated):
+        if self.closed or negotiated is None:
+            return
+        self.negotiated = negotiated
+        self.remote = (negotiated.address, negotiated.port)
+        if self._report is None:
+            self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
+                                                self._send_report)
+
+    def _receive_rtp(self):
+        for _ in range(READ_BATCH):
+            try:
+                data, source = self._rtp.recvfrom(2048)
+            except OSError:
+                return
+            # Media may come before the answer does (RFC 3264 section 5.1): on our payload
+            # type from anywhere until then, from the answer's address after.
+            negotiated = self.negotiated
+            if negotiated is not None and source[0] != negotiated.address:
+                continue
+            try:
+                packet = parse_rtp(data)
+            except ValueError:
+                continue
+            expected = negotiated.payload_type if negotiated else sdp.VIDEO_TYPE
+            if packet.payload_type != expected:
+                continue
+            self.packets += 1
+            self.stats.update(packet, int(self.loop.time() * sdp.VIDEO_CLOCK))
+            if self._expected is not None and packet.sequence != self._expected:
+                self._broken = True  # lost (or reordered): ask for a fresh picture
+            self._expected = (packet.sequence + 1) & 0xFFFF
+            if h264.starts_keyframe(packet.payload):
+                if packet.timestamp != self._keyframe_at:  # its first packet
+                    self._keyframe_at = packet.timestamp
+                    self.keyframes += 1
+                self._broken = False
+            elif self._broken:
+                self._ask_keyframe(packet.ssrc)
+            if not self.keyframes:
+                continue  # nothing decodes before the first keyframe
+            if packet.marker:
+                self.frames += 1
+            self.out.write(h264.annex_b(packet.payload))
+
+    def _ask_keyframe(self, ssrc):
+        now = self.loop.time()
+        if self.remote is None:
+            return  # the answer tells where
+        if self._last_pli is not None and now - self._last_pli < PLI_EVERY:
+            return
+        self._last_pli = now
+        self.plis += 1
+        self._send_rtcp(rtcp.build_rr(self.ssrc) + rtcp.build_pli(self.ssrc, ssrc))
+
+    def _send_report(self):
+        self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
+                                            self._send_report)
+        report = self.stats.report(int(self.loop.time() * sdp.VIDEO_CLOCK))
+        blocks = [rtcp.ReportBlock(**report)] if report is not None else []
+        self._send_rtcp(rtcp.build_rr(self.ssrc, blocks, "sip-appliance@%s" % self.local[0]))
+
+    def _send_rtcp(self, packet):
+        if self.remote is None or self._rtcp is None:
+            return
+        try:
+            self._rtcp.sendto(packet, (self.remote[0], self.remote[1] + 1))
+        except OSError:
+            pass
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        if self._report is not None:
+            self._report.cancel()
+        self._send_rtcp(rtcp.build_bye(self.ssrc, "hung up"))
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None:
+                if sock is self._rtp:
+                    self.loop.remove_reader(sock)
+                sock.close()
+
+    def status(self):
+        return {"codec": "H264", "received": self.packets, "frames": self.frames,
+                "keyframes": self.keyframes, "plis": self.plis,
+                "lost": self.stats.lost_since_start if self.packets else 0}

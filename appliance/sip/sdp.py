@@ -261,8 +261,9 @@ def _connection(value):
 def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODECS,
           video=None):
     """Our offer: an audio stream at `address`:`port` (none when `port` is None) with
-    `codecs` and telephone-event, then, with `video` = (port, Video), our H.264 (sendonly,
-    or inactive when the audio is)."""
+    `codecs` and telephone-event, then, with `video` = (port, Video) or (port, Video,
+    direction), H.264: sendonly by default (a camera's), recvonly to watch one; inactive
+    when the audio is."""
     lines = _head(address, session_id, version)
     if port is not None:
         formats = [STATIC_TYPES[codec] for codec in codecs] + [EVENT_TYPE]
@@ -274,7 +275,9 @@ def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODEC
         lines.append("a=ptime:%d" % PTIME)
         lines.append("a=" + direction)
     if video is not None:
-        video_direction = SENDONLY if direction in (SENDRECV, SENDONLY) else INACTIVE
+        video_direction = video[2] if len(video) > 2 else SENDONLY
+        if direction == INACTIVE:
+            video_direction = INACTIVE
         _video_lines(lines, video[0], "RTP/AVP", VIDEO_TYPE, video[1], FEEDBACK,
                      video_direction)
     return _text(lines)
@@ -352,8 +355,8 @@ def accepted(answered, kind="audio"):
             number = _pick_video(media)
             if number is None:
                 return None
-            return VideoNegotiated(number, address, media.port, _sending_only(direction),
-                                   index, _feedback(media, number))
+            return VideoNegotiated(number, address, media.port, direction, index,
+                                   _feedback(media, number))
         pick = _pick(media)
         if pick is None:
             return None

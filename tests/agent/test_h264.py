@@ -52,3 +52,12 @@ def test_what_starts_a_keyframe():
 def test_the_sdp_parameters_of_the_parameter_sets():
     assert h264.profile_level_id(SPS) == "42c016"  # constrained baseline, level 2.2
     assert h264.sprop_parameter_sets(SPS, PPS) == "Z0LAFtoCgPbARAAAAwAEAAADAHo8WLqA,aM48gA=="
+
+
+def test_packets_make_the_byte_stream_again():
+    stream = h264.annex_b(stap_a(SPS, PPS)) + h264.annex_b(fu_a(IDR, start=True)) \
+        + h264.annex_b(fu_a(IDR, start=False, end=True)) + h264.annex_b(SLICE)
+    start = b"\x00\x00\x00\x01"
+    first_fragment = IDR[:10]
+    assert stream == (start + SPS + start + PPS + start + first_fragment + IDR[1:10]
+                      + start + SLICE)

@@ -403,3 +403,52 @@ def test_a_call_from_the_wan_reaches_the_intercom_behind_the_nat_with_audio_both
                 "public address" in agent.log(), output
         finally:
             _stop(agent)
+
+
+CAMERA_HOME = INTERCOM_HOME.replace('devices = ["intercom"]', 'devices = ["camera"]') + """
+[[devices]]
+name = "camera"
+type = "camera"
+source = "test"
+width = 320
+height = 240
+"""
+
+
+def test_a_camera_behind_the_nat_is_watched_from_the_wan(lab, workdir):
+    """The camera's SDP carries the router's public mapping of its video port (STUN from
+    that socket): `appliance call --video` on the WAN, which takes video only from the
+    address the SDP names, gets pictures a real decoder reads at the configured size."""
+    if shutil.which("ffprobe") is None:
+        peer_unavailable("ffprobe (Debian `ffmpeg`)", "apt-get install ffmpeg")
+    users = {"frontdoor-pi": "pi-s3cret", "alice": "alice-pw"}
+    with start_kamailio(Path(workdir, "kamailio"), users, host=WAN_ADDRESS, port=5060,
+                        prefix=lab.prefix(lab.wan)) as kamailio, \
+            start_coturn(Path(workdir, "coturn"), host=WAN_ADDRESS,
+                         prefix=lab.prefix(lab.wan)) as coturn:
+        config = Path(workdir, "home.toml")
+        config.write_text(CAMERA_HOME % {"registrar": kamailio.uri, "stun": coturn.address})
+        agent = _start_agent(workdir, ["-c", str(config)], host=LAN_ADDRESS,
+                             prefix=lab.prefix(lab.lan))
+        try:
+            assert wait_for(lambda: registrations(agent).get("camera", {}).get(
+                "registered")), agent.output()
+            stream = Path(workdir, "camera.h264")
+            result = subprocess.run(
+                [*lab.prefix(lab.wan), sys.executable, "-m", "appliance.cli", "call",
+                 "sip:camera@home.arpa", "--proxy", kamailio.uri, "--user", "alice",
+                 "--password", "alice-pw", "--audio", "null", "--video", str(stream),
+                 "--duration", "4"],
+                capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
+            output = result.stdout + result.stderr + agent.output()
+            assert result.returncode == 0, output
+            assert "H.264 video" in result.stdout, output
+            decoded = subprocess.run(
+                ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                 "stream=width,height,nb_read_frames", "-of", "csv=p=0", str(stream)],
+                capture_output=True, text=True, timeout=30)
+            width, height, frames = decoded.stdout.strip().split(",")[:3]
+            assert (width, height) == ("320", "240"), decoded.stderr + output
+            assert int(frames) >= 30, decoded.stderr + output  # of about 60 in 4 s
+        finally:
+            _stop(agent)

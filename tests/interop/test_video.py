@@ -19,11 +19,12 @@ import struct
 
 import pytest
 
+from appliance.config import load
 from appliance.media import rtcp
 from appliance.sip import sdp
 
 from ..agent.phone import Phone
-from ..agent.support import agent_from, run, wait_until
+from ..agent.support import TEST_ENV, agent_from, run, wait_until
 from .conftest import peer_unavailable
 
 HOME = """
@@ -56,6 +57,7 @@ name = "intercom"
 type = "intercom"
 audio = "null"
 video = true
+rtp_timeout = {rtp_timeout}
 """
 
 PAYLOAD_TYPE = 97
@@ -423,6 +425,168 @@ def test_a_video_intercom_call_carries_audio_and_video(tmp_path):
                                         or sum(audio_packets) > 10, WAIT)
                 assert (await alice.in_dialog("BYE")).status == 200
                 assert await wait_until(lambda: not agent.calls.cameras["camera"].pids, WAIT)
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+DOORBELL = """
+[[devices]]
+name = "doorbell"
+type = "doorbell"
+pin = 27
+call = ["sip:alice@127.0.0.1:%d"]
+"""
+
+
+def test_the_doorbell_shows_the_visitor_to_the_household(tmp_path):
+    """With a video intercom, the doorbell's INVITE offers the camera's video (sendonly);
+    a phone that answers it recvonly gets the pictures beside the audio."""
+    async def body():
+        async with phone() as alice:
+            receiver = Receiver()
+            text = HOME.format(rtp_timeout=30, source="test", simulate="true") \
+                + DOORBELL % alice.port
+            try:
+                async with agent_from(tmp_path, text) as agent:
+                    agent.simulate("doorbell", "press")
+                    while True:
+                        invite, source = await alice.request(timeout=WAIT)
+                        if invite.method == "INVITE":
+                            break
+                    offer = sdp.parse(invite.body)
+                    video = next(m for m in offer.media if m.kind == "video")
+                    assert video.direction == "sendonly"
+                    assert video.fmtp(int(video.formats[0]))["packetization-mode"] == "1"
+                    answer, audio, _ = sdp.answer(offer, "127.0.0.1", alice.rtp_port, "9")
+                    # Ours receives video: the camera's stream on the receiver's port.
+                    answer = answer.replace("m=video 0 RTP/AVP %s" % video.formats[0],
+                                            "m=video %d RTP/AVP %s\r\na=rtpmap:%s H264/90000"
+                                            "\r\na=fmtp:%s packetization-mode=1\r\na=recvonly"
+                                            % ((receiver.port,) + (video.formats[0],) * 3))
+                    await alice.respond(invite, source, 200, body=answer)
+                    assert await wait_until(lambda: receiver.read() or receiver.keyframes,
+                                            WAIT)
+                    assert audio.codec == "PCMU"
+                    assert agent.status()["devices"]["camera"]["state"] == "streaming"
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+def test_hold_stops_the_encoder_and_resume_starts_it_again(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                offer = video_offer(alice, receiver.port)
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent), body=offer)
+                assert response.status == 200
+                camera = agent.calls.cameras["camera"]
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                hold = offer.replace("o=- 77 1", "o=- 77 2").replace("a=recvonly", "a=inactive")
+                response = await alice.in_dialog("INVITE", hold.encode(), fields=(
+                    ("Content-Type", "application/sdp"),))
+                assert response.status == 200
+                assert answer_video(response)[1].direction == "inactive"
+                await alice.ack()
+                assert await wait_until(lambda: not camera.pids, WAIT)
+                assert agent.status()["devices"]["camera"]["state"] == "idle"
+                resume = offer.replace("o=- 77 1", "o=- 77 3")
+                response = await alice.in_dialog("INVITE", resume.encode(), fields=(
+                    ("Content-Type", "application/sdp"),))
+                assert response.status == 200
+                assert answer_video(response)[1].direction == "sendonly"
+                await alice.ack()
+                before = receiver.keyframes
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
+                                        WAIT)
+                assert (await alice.in_dialog("BYE")).status == 200
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+def test_a_video_only_call_to_the_intercom_without_rtcp_is_hung_up(tmp_path):
+    async def body():
+        async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call(
+                    "sip:intercom@127.0.0.1:%d" % agent_port(agent), agent_port(agent),
+                    body=video_offer(alice, receiver.port, audio=False))
+                assert response.status == 200
+                assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
+                bye, source = await alice.request(timeout=WAIT)
+                assert bye.method == "BYE"
+                await alice.respond(bye, source, 200, tag=None)
+                assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+def test_a_camera_that_hangs_is_started_again(tmp_path, monkeypatch):
+    monkeypatch.setattr("appliance.media.camera.STALL", 2.0)
+
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                camera = agent.calls.cameras["camera"]
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                (hung,) = camera.pids
+                os.kill(hung, signal.SIGSTOP)  # alive, silent: a camera that froze
+                assert await wait_until(lambda: camera.pids and camera.pids != [hung], WAIT)
+                assert not alive(hung)
+                before = receiver.keyframes
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
+                                        WAIT)
+                assert agent.status()["calls"][0]["state"] == "answered"
+                assert (await alice.in_dialog("BYE")).status == 200
+            finally:
+                receiver.close()
+
+    run(body(), deadline=60)
+
+
+def test_new_camera_settings_free_the_device_for_the_next_call(tmp_path):
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            try:
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                old = agent.calls.cameras["camera"]
+                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                pids = old.pids
+                path = tmp_path / "home.toml"  # where agent_from wrote it
+                path.write_text(path.read_text().replace("width = 320", "width = 160"))
+                await agent.reload(load(str(path), environ=TEST_ENV))
+                # The old encoder stops; the camera's call, which had only video, ends.
+                bye, source = await alice.request(timeout=WAIT)
+                assert bye.method == "BYE"
+                await alice.respond(bye, source, 200, tag=None)
+                assert "settings changed" in agent.calls.history[-1]["reason"]
+                assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
+                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
+                                            agent_port(agent),
+                                            body=video_offer(alice, receiver.port))
+                assert response.status == 200
+                assert agent.calls.cameras["camera"].spec.width == 160
+                assert await wait_until(lambda: bool(agent.calls.cameras["camera"].pids), WAIT)
+                assert (await alice.in_dialog("BYE")).status == 200
             finally:
                 receiver.close()
 
