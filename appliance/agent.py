@@ -537,7 +537,8 @@ class Agent:
                 "simulate": self.config.agent.simulate,
             },
             "devices": {
-                name: dict(device.status(), uri=self.device_uri(name))
+                name: dict(device.status(), uri=self.device_uri(name),
+                           **self.calls.device_status(name))
                 for name, device in self.devices.items()
             },
             "registrations": self.registrations.status() if self.registrations else [],

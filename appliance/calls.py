@@ -447,6 +447,12 @@ class Calls:
 
     # -- status and end --------------------------------------------------------------------
 
+    def device_status(self, name):
+        """What the status of device `name` adds from its calls: a camera's encoder (pids,
+        restarts, why it last failed)."""
+        camera = self.cameras.get(name)
+        return {"encoder": camera.status()} if camera is not None else {}
+
     def status(self):
         out = []
         for call in self.calls.values():

@@ -114,7 +114,9 @@ class VideoStream:
         if not self._watching:
             self._watching = True
             self._waiting_keyframe = True
-            self.camera.watch(self)
+            # Once the answer that starts it is on its way: a camera already running sends
+            # the pictures since its last keyframe at once.
+            self.loop.call_soon(self._watch)
 
     def keyframe(self):
         """The peer asks for a keyframe (SIP INFO picture_fast_update)."""
@@ -136,6 +138,10 @@ class VideoStream:
             if sock is not None:
                 self.loop.remove_reader(sock)
                 sock.close()
+
+    def _watch(self):
+        if self._watching and not self.closed:
+            self.camera.watch(self)
 
     def _unwatch(self):
         if self._watching:

@@ -155,22 +155,27 @@ def test_a_fragment_gets_the_devices_it_names(tmp_path):
 
 def test_frontdoor_passes_appliance_check(tmp_path):
     path = tmp_path / "frontdoor.toml"
-    path.write_text(as_config(FRONTDOOR.read_text(encoding="utf-8"), tmp_path))
+    text = FRONTDOOR.read_text(encoding="utf-8")
+    # No Pi camera on the machine the tests run on: the test picture stands in for it.
+    assert 'source = "rpicam"' in text
+    path.write_text(as_config(text.replace('source = "rpicam"', 'source = "test"'), tmp_path))
     result = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "check", "-c", str(path)],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=CHECK_WAIT, check=False,
     )
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"{path}: OK (5 devices, 2 users)\n"
+    assert result.stdout == f"{path}: OK (6 devices, 2 users)\n"
 
 
 def test_frontdoor_is_the_wiring_of_the_guide(tmp_path):
     config = load_example(FRONTDOOR.read_text(encoding="utf-8"), tmp_path)
     kinds = {device.name: device.type for device in config.devices}
     assert kinds == {"frontdoor": "door", "doorbell": "doorbell", "strike": "relay",
-                     "porch": "light", "intercom": "intercom"}
+                     "porch": "light", "intercom": "intercom", "camera": "camera"}
     intercom = next(d for d in config.devices if d.type == "intercom")
-    assert (intercom.audio, intercom.strike) == ("USB Audio", "strike")
+    assert (intercom.audio, intercom.strike, intercom.video) == ("USB Audio", "strike", True)
+    camera = next(d for d in config.devices if d.type == "camera")
+    assert (camera.source, camera.width, camera.height) == ("rpicam", 640, 480)
     strike = next(d for d in config.devices if d.name == "strike")
     assert strike.pulse
     assert config.proxy is not None

@@ -183,7 +183,8 @@ def answer_video(response):
 
 
 def encoder_pids(agent):
-    return agent.calls.cameras["camera"].pids
+    """The encoder's processes, as `appliance status --json` shows them."""
+    return agent.status()["devices"]["camera"]["encoder"]["pids"]
 
 
 def alive(pid):
