@@ -83,7 +83,35 @@ async def open_pair(host, ports=PORTS, stun=None):
     return rtp, rtcp_sock, public
 
 
-class MediaSession:
+class PortPair:
+    """A stream's RTP and RTCP sockets: bound by open_ports() with the address the SDP
+    gives, read by the subclass's _receive_rtp and _receive_rtcp, closed by
+    close_ports()."""
+
+    closed = False
+    _rtp = None
+    _rtcp = None
+
+    async def open_ports(self, host):
+        rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
+        if self.closed:  # the call ended meanwhile
+            rtp.close()
+            rtcp_sock.close()
+            return
+        self._rtp, self._rtcp = rtp, rtcp_sock
+        self.local = (host, rtp.getsockname()[1])
+        self.address, self.port = public
+        self.loop.add_reader(rtp, self._receive_rtp)
+        self.loop.add_reader(rtcp_sock, self._receive_rtcp)
+
+    def close_ports(self):
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None:
+                self.loop.remove_reader(sock)
+                sock.close()
+
+
+class MediaSession(PortPair):
     def __init__(self, loop, audio, on_dtmf=None, on_timeout=None, rtp_timeout=30.0,
                  stun=None, ports=PORTS, peer_host=None, video=None):
         """`audio` is the audio spec ("null", "default", a device name, a WAV path), or None
@@ -111,8 +139,6 @@ class MediaSession:
         self.dtmf = DtmfReceiver()
         self._events = collections.deque()  # telephone-event packets to send, in order
         self._event_start = 0
-        self._rtp = None
-        self._rtcp = None
         self._latched = None  # the (host, port) RTP is taken from, once known
         self._candidate = (None, 0)  # ((source, ssrc), packets in a row) before latching
         self._tick = None
@@ -130,17 +156,8 @@ class MediaSession:
         """Bind the port pair on `host` (the address toward the peer) and learn its public
         mapping when `stun` is set; the video stream's too, when the call has one."""
         if self.audio_spec is not None:
-            rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
-            if self.closed:  # the call ended meanwhile
-                rtp.close()
-                rtcp_sock.close()
-                return
-            self._rtp, self._rtcp = rtp, rtcp_sock
-            self.local = (host, rtp.getsockname()[1])
-            self.address, self.port = public
-            self.loop.add_reader(rtp, self._receive_rtp)
-            self.loop.add_reader(rtcp_sock, self._receive_rtcp)
-        if self.video is not None:
+            await self.open_ports(host)
+        if self.video is not None and not self.closed:
             await self.video.open(host)
             if self.address is None:
                 self.address = self.video.address
@@ -256,10 +273,7 @@ class MediaSession:
                 timer.cancel()
         if self.sender is not None and self.remote is not None:
             self._send_rtcp(rtcp.build_bye(self.sender.ssrc, "hung up"))
-        for sock in (self._rtp, self._rtcp):
-            if sock is not None:
-                self.loop.remove_reader(sock)
-                sock.close()
+        self.close_ports()
         if self.audio is not None:
             audio, self.audio = self.audio, None
             # Stopping a PortAudio stream waits for its thread: not on the loop.

@@ -26,7 +26,7 @@ import time
 from ..sip import sdp
 from . import h264, rtcp
 from .rtp import RtpSender, RtpStats, is_rtcp, parse_rtp
-from .session import PORTS, open_pair
+from .session import PORTS, PortPair
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ READ_BATCH = 64
 CHECK_EVERY = 1.0  # seconds between checks for the peer's silence
 
 
-class VideoStream:
+class VideoStream(PortPair):
     direction = sdp.SENDONLY  # what our offers say of it
 
     def __init__(self, loop, camera, on_timeout=None, on_failed=None, rtp_timeout=30.0,
@@ -59,8 +59,6 @@ class VideoStream:
         self.rtcp_received = 0
         self.failure = None
         self.closed = False
-        self._rtp = None
-        self._rtcp = None
         self._watching = False
         self._waiting_keyframe = True
         self._offset = random.getrandbits(32)
@@ -77,16 +75,7 @@ class VideoStream:
         return self.camera.description
 
     async def open(self, host):
-        rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
-        if self.closed:
-            rtp.close()
-            rtcp_sock.close()
-            return
-        self._rtp, self._rtcp = rtp, rtcp_sock
-        self.local = (host, rtp.getsockname()[1])
-        self.address, self.port = public
-        self.loop.add_reader(rtp, self._receive_rtp)
-        self.loop.add_reader(rtcp_sock, self._receive_rtcp)
+        await self.open_ports(host)
 
     def start(self, negotiated):
         """Send as `negotiated` (a sdp.VideoNegotiated, or None when the peer refused our
@@ -134,10 +123,7 @@ class VideoStream:
                 timer.cancel()
         if self.sender is not None and self.remote is not None and self._rtcp is not None:
             self._send_rtcp(rtcp.build_bye(self.sender.ssrc, "hung up"))
-        for sock in (self._rtp, self._rtcp):
-            if sock is not None:
-                self.loop.remove_reader(sock)
-                sock.close()
+        self.close_ports()
 
     def _watch(self):
         if self._watching and not self.closed:
@@ -274,7 +260,7 @@ PLI_EVERY = 1.0  # seconds between keyframe requests while the picture is broken
 WATCHED = sdp.Video("42e01f")  # what we can decode: constrained baseline up to level 3.1
 
 
-class VideoReceiver:
+class VideoReceiver(PortPair):
     """A camera's stream, received and written to `out` (a binary file) as Annex B."""
 
     direction = sdp.RECVONLY
@@ -297,8 +283,6 @@ class VideoReceiver:
         self.keyframes = 0
         self.plis = 0
         self.closed = False
-        self._rtp = None
-        self._rtcp = None
         self._broken = True  # until a keyframe: what comes before it cannot be decoded
         self._last_pli = None
         self._expected = None  # the next sequence number
@@ -306,15 +290,7 @@ class VideoReceiver:
         self._report = None
 
     async def open(self, host):
-        rtp, rtcp_sock, public = await open_pair(host, self.ports, self.stun)
-        if self.closed:
-            rtp.close()
-            rtcp_sock.close()
-            return
-        self._rtp, self._rtcp = rtp, rtcp_sock
-        self.local = (host, rtp.getsockname()[1])
-        self.address, self.port = public
-        self.loop.add_reader(rtp, self._receive_rtp)
+        await self.open_ports(host)
 
     def start(self, negotiated):
         if self.closed or negotiated is None:
@@ -361,6 +337,14 @@ class VideoReceiver:
                 self.frames += 1
             self.out.write(h264.annex_b(packet.payload))
 
+    def _receive_rtcp(self):
+        """The camera's sender reports: read, so that they do not pile up, and let be."""
+        for _ in range(READ_BATCH):
+            try:
+                self._rtcp.recvfrom(2048)
+            except OSError:
+                return
+
     def _ask_keyframe(self, ssrc):
         now = self.loop.time()
         if self.remote is None:
@@ -393,11 +377,7 @@ class VideoReceiver:
         if self._report is not None:
             self._report.cancel()
         self._send_rtcp(rtcp.build_bye(self.ssrc, "hung up"))
-        for sock in (self._rtp, self._rtcp):
-            if sock is not None:
-                if sock is self._rtp:
-                    self.loop.remove_reader(sock)
-                sock.close()
+        self.close_ports()
 
     def status(self):
         return {"codec": "H264", "received": self.packets, "frames": self.frames,

@@ -90,6 +90,13 @@ def video_offer(phone, port, audio=True, direction="recvonly"):
         port, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, PAYLOAD_TYPE, direction)
 
 
+async def call(agent, alice, receiver, device="camera", **offer):
+    """Alice's video call to `device`, the video to `receiver`: the final response."""
+    port = agent_port(agent)
+    return await alice.call("sip:%s@127.0.0.1:%d" % (device, port), port,
+                            body=video_offer(alice, receiver.port, **offer))
+
+
 def even_port():
     """A free even port whose odd neighbour is free too (RTP and RTCP)."""
     while True:
@@ -269,9 +276,7 @@ def test_a_keyframe_comes_on_request_by_pli_fir_and_info(tmp_path):
         async with home(tmp_path) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 _, video = answer_video(response)
                 rtcp_to = ("127.0.0.1", video.port + 1)
@@ -316,9 +321,7 @@ def test_a_phone_that_sends_no_rtcp_is_hung_up(tmp_path):
         async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
                 pids = encoder_pids(agent)
@@ -338,9 +341,7 @@ def test_a_crashed_encoder_is_restarted_and_one_that_keeps_crashing_ends_the_cal
         async with home(tmp_path) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 camera = agent.calls.cameras["camera"]
                 assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
@@ -369,8 +370,7 @@ def test_a_crashed_encoder_is_restarted_and_one_that_keeps_crashing_ends_the_cal
                 # The agent serves on: OPTIONS, and a new call starts the camera again.
                 assert await wait_until(lambda: agent.status()["devices"]["camera"]["state"]
                                         == "idle", WAIT)
-                again = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                         agent_port(agent), body=video_offer(alice, receiver.port))
+                again = await call(agent, alice, receiver)
                 assert again.status == 200
                 assert await wait_until(lambda: bool(camera.pids), WAIT)
                 assert (await alice.in_dialog("BYE")).status == 200
@@ -387,15 +387,11 @@ def test_without_the_camera_its_calls_get_503_and_the_intercom_answers_audio_onl
                 phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert (response.status, response.reason) == (503, "Camera Unavailable")
                 assert response.get("retry-after") == "30"
                 assert "no such camera" in agent.calls.cameras["camera"].failure
-                response = await alice.call("sip:intercom@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver, "intercom")
                 assert response.status == 200
                 answer, video = answer_video(response)
                 assert video.port == 0
@@ -412,9 +408,7 @@ def test_a_video_intercom_call_carries_audio_and_video(tmp_path):
         async with home(tmp_path) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:intercom@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver, "intercom")
                 assert response.status == 200
                 answer, video = answer_video(response)
                 audio = sdp.accepted(answer)
@@ -517,9 +511,7 @@ def test_a_video_only_call_to_the_intercom_without_rtcp_is_hung_up(tmp_path):
         async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call(
-                    "sip:intercom@127.0.0.1:%d" % agent_port(agent), agent_port(agent),
-                    body=video_offer(alice, receiver.port, audio=False))
+                response = await call(agent, alice, receiver, "intercom", audio=False)
                 assert response.status == 200
                 assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
                 bye, source = await alice.request(timeout=WAIT)
@@ -539,9 +531,7 @@ def test_a_camera_that_hangs_is_started_again(tmp_path, monkeypatch):
         async with home(tmp_path) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 camera = agent.calls.cameras["camera"]
                 assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
@@ -565,9 +555,7 @@ def test_new_camera_settings_free_the_device_for_the_next_call(tmp_path):
         async with home(tmp_path) as agent, phone() as alice:
             receiver = Receiver()
             try:
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 old = agent.calls.cameras["camera"]
                 assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
@@ -581,9 +569,7 @@ def test_new_camera_settings_free_the_device_for_the_next_call(tmp_path):
                 await alice.respond(bye, source, 200, tag=None)
                 assert "settings changed" in agent.calls.history[-1]["reason"]
                 assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
-                response = await alice.call("sip:camera@127.0.0.1:%d" % agent_port(agent),
-                                            agent_port(agent),
-                                            body=video_offer(alice, receiver.port))
+                response = await call(agent, alice, receiver)
                 assert response.status == 200
                 assert agent.calls.cameras["camera"].spec.width == 160
                 assert await wait_until(lambda: bool(agent.calls.cameras["camera"].pids), WAIT)
