@@ -369,23 +369,31 @@ def accepted(answered, kind="audio"):
 # -- inside ------------------------------------------------------------------------------
 
 
-def _pick(media):
-    """(codec, its payload type, telephone-event's payload type or None) for the first
-    of the stream's formats that we speak, or None."""
+def _formats(media):
+    """(payload type, encoding name, clock rate) of each of the stream's formats that has
+    a name, in the sender's order; none when its rtpmap is malformed."""
     try:
         known = media.rtpmap()
     except ParseError:
-        return None
-    codec = None
-    event = None
+        return []
+    out = []
     for text in media.formats:
         try:
             number = int(text)
         except ValueError:
             continue
         name, clock = known.get(number, (None, None))
-        if name is None:
-            continue
+        if name is not None:
+            out.append((number, name, clock))
+    return out
+
+
+def _pick(media):
+    """(codec, its payload type, telephone-event's payload type or None) for the first
+    of the stream's formats that we speak, or None."""
+    codec = None
+    event = None
+    for number, name, clock in _formats(media):
         upper = name.upper()
         if codec is None and upper in CODECS and clock == 8000:
             codec = (upper, number)
@@ -400,17 +408,8 @@ def _pick_video(media):
     """The payload type of the stream's first H.264/90000 format in packetization mode 1
     (the mode that fragments frames larger than a packet; mode 0 cannot carry them), or
     None."""
-    try:
-        known = media.rtpmap()
-    except ParseError:
-        return None
-    for text in media.formats:
-        try:
-            number = int(text)
-        except ValueError:
-            continue
-        name, clock = known.get(number, (None, None))
-        if name is not None and name.upper() == H264 and clock == VIDEO_CLOCK \
+    for number, name, clock in _formats(media):
+        if name.upper() == H264 and clock == VIDEO_CLOCK \
                 and media.fmtp(number).get("packetization-mode") == "1":
             return number
     return None

@@ -97,6 +97,20 @@ async def call(agent, alice, receiver, device="camera", **offer):
                             body=video_offer(alice, receiver.port, **offer))
 
 
+@contextlib.asynccontextmanager
+async def streaming(tmp_path, device="camera", audio=True, **home_options):
+    """A home, Alice, and her video call to `device`, answered 200: (agent, alice, the
+    receiver of the video, the 200)."""
+    async with home(tmp_path, **home_options) as agent, phone() as alice:
+        receiver = Receiver()
+        try:
+            response = await call(agent, alice, receiver, device, audio=audio)
+            assert response.status == 200
+            yield agent, alice, receiver, response
+        finally:
+            receiver.close()
+
+
 def even_port():
     """A free even port whose odd neighbour is free too (RTP and RTCP)."""
     while True:
@@ -273,109 +287,91 @@ def test_a_real_decoder_decodes_the_camera_at_the_configured_size(tmp_path):
 
 def test_a_keyframe_comes_on_request_by_pli_fir_and_info(tmp_path):
     async def body():
-        async with home(tmp_path) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                _, video = answer_video(response)
-                rtcp_to = ("127.0.0.1", video.port + 1)
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
-                assert receiver.payload_types == {PAYLOAD_TYPE}
-                await asyncio.sleep(1.5)  # past the restart guard; periodic: every 30 s
+        async with streaming(tmp_path) as (agent, alice, receiver, response):
+            _, video = answer_video(response)
+            rtcp_to = ("127.0.0.1", video.port + 1)
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            assert receiver.payload_types == {PAYLOAD_TYPE}
+            await asyncio.sleep(1.5)  # past the restart guard; periodic: every 30 s
 
-                def pli():
-                    receiver.rtcp.sendto(rtcp.build_pli(0x1234, receiver.ssrc), rtcp_to)
+            def pli():
+                receiver.rtcp.sendto(rtcp.build_pli(0x1234, receiver.ssrc), rtcp_to)
 
-                assert await receiver.keyframe_after(pli)
-                await asyncio.sleep(1.5)
+            assert await receiver.keyframe_after(pli)
+            await asyncio.sleep(1.5)
 
-                def fir():
-                    receiver.rtcp.sendto(rtcp.build_fir(0x1234, receiver.ssrc, 1), rtcp_to)
+            def fir():
+                receiver.rtcp.sendto(rtcp.build_fir(0x1234, receiver.ssrc, 1), rtcp_to)
 
-                assert await receiver.keyframe_after(fir)
-                await asyncio.sleep(1.5)
-                sent = []
+            assert await receiver.keyframe_after(fir)
+            await asyncio.sleep(1.5)
+            sent = []
 
-                def info():
-                    body = ('<?xml version="1.0" encoding="utf-8" ?><media_control><vc_primitive>'
-                            '<to_encoder><picture_fast_update/></to_encoder></vc_primitive>'
-                            '</media_control>')
-                    sent.append(asyncio.ensure_future(alice.in_dialog(
-                        "INFO", body.encode(),
-                        fields=(("Content-Type", "application/media_control+xml"),))))
+            def info():
+                body = ('<?xml version="1.0" encoding="utf-8" ?><media_control><vc_primitive>'
+                        '<to_encoder><picture_fast_update/></to_encoder></vc_primitive>'
+                        '</media_control>')
+                sent.append(asyncio.ensure_future(alice.in_dialog(
+                    "INFO", body.encode(),
+                    fields=(("Content-Type", "application/media_control+xml"),))))
 
-                assert await receiver.keyframe_after(info)
-                assert (await sent[0]).status == 200
-                status = agent.status()["calls"][0]["media"]["video"]
-                assert status["keyframes_asked"] == 3 and status["rtcp_received"] >= 2
-                assert (await alice.in_dialog("BYE")).status == 200
-            finally:
-                receiver.close()
+            assert await receiver.keyframe_after(info)
+            assert (await sent[0]).status == 200
+            status = agent.status()["calls"][0]["media"]["video"]
+            assert status["keyframes_asked"] == 3 and status["rtcp_received"] >= 2
+            assert (await alice.in_dialog("BYE")).status == 200
 
     run(body(), deadline=90)
 
 
 def test_a_phone_that_sends_no_rtcp_is_hung_up(tmp_path):
     async def body():
-        async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
-                pids = encoder_pids(agent)
-                bye, source = await alice.request(timeout=WAIT)
-                assert bye.method == "BYE"
-                await alice.respond(bye, source, 200, tag=None)
-                assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
-                assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
-            finally:
-                receiver.close()
+        async with streaming(tmp_path, rtp_timeout=2) as (agent, alice, receiver, _):
+            assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
+            pids = encoder_pids(agent)
+            bye, source = await alice.request(timeout=WAIT)
+            assert bye.method == "BYE"
+            await alice.respond(bye, source, 200, tag=None)
+            assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
+            assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
 
     run(body(), deadline=60)
 
 
 def test_a_crashed_encoder_is_restarted_and_one_that_keeps_crashing_ends_the_call(tmp_path):
     async def body():
-        async with home(tmp_path) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                camera = agent.calls.cameras["camera"]
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
-                # Killed once: started again, and the pictures go on from a keyframe.
-                (first,) = camera.pids
-                os.kill(first, signal.SIGKILL)
-                assert await wait_until(lambda: camera.pids and camera.pids != [first], WAIT)
-                before = receiver.keyframes
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
-                                        WAIT)
-                assert agent.status()["calls"][0]["state"] == "answered"
-                # Killed again, then as soon as it starts, three times (no picture between):
-                # it gives up, and the camera's call ends.
-                killed = []
-                for _ in range(4):
-                    assert await wait_until(lambda last=killed: camera.pids
-                                            and camera.pids != last, WAIT, interval=0.002)
-                    killed = camera.pids
-                    for pid in killed:
-                        os.kill(pid, signal.SIGKILL)
-                bye, source = await alice.request(timeout=WAIT)
-                assert bye.method == "BYE"
-                await alice.respond(bye, source, 200, tag=None)
-                assert agent.calls.history[-1]["reason"].startswith("the camera stopped")
-                assert camera.status()["encoder"] == "failed"
-                # The agent serves on: OPTIONS, and a new call starts the camera again.
-                assert await wait_until(lambda: agent.status()["devices"]["camera"]["state"]
-                                        == "idle", WAIT)
-                again = await call(agent, alice, receiver)
-                assert again.status == 200
-                assert await wait_until(lambda: bool(camera.pids), WAIT)
-                assert (await alice.in_dialog("BYE")).status == 200
-            finally:
-                receiver.close()
+        async with streaming(tmp_path) as (agent, alice, receiver, _):
+            camera = agent.calls.cameras["camera"]
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            # Killed once: started again, and the pictures go on from a keyframe.
+            (first,) = camera.pids
+            os.kill(first, signal.SIGKILL)
+            assert await wait_until(lambda: camera.pids and camera.pids != [first], WAIT)
+            before = receiver.keyframes
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
+                                    WAIT)
+            assert agent.status()["calls"][0]["state"] == "answered"
+            # Killed again, then as soon as it starts, three times (no picture between):
+            # it gives up, and the camera's call ends.
+            killed = []
+            for _ in range(4):
+                assert await wait_until(lambda last=killed: camera.pids
+                                        and camera.pids != last, WAIT, interval=0.002)
+                killed = camera.pids
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+            bye, source = await alice.request(timeout=WAIT)
+            assert bye.method == "BYE"
+            await alice.respond(bye, source, 200, tag=None)
+            assert agent.calls.history[-1]["reason"].startswith("the camera stopped")
+            assert camera.status()["encoder"] == "failed"
+            # The agent serves on: OPTIONS, and a new call starts the camera again.
+            assert await wait_until(lambda: agent.status()["devices"]["camera"]["state"]
+                                    == "idle", WAIT)
+            again = await call(agent, alice, receiver)
+            assert again.status == 200
+            assert await wait_until(lambda: bool(camera.pids), WAIT)
+            assert (await alice.in_dialog("BYE")).status == 200
 
     run(body(), deadline=90)
 
@@ -405,23 +401,17 @@ def test_without_the_camera_its_calls_get_503_and_the_intercom_answers_audio_onl
 
 def test_a_video_intercom_call_carries_audio_and_video(tmp_path):
     async def body():
-        async with home(tmp_path) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver, "intercom")
-                assert response.status == 200
-                answer, video = answer_video(response)
-                audio = sdp.accepted(answer)
-                assert audio.codec == "PCMU" and audio.direction == "sendrecv"
-                assert video.port != 0 and video.direction == "sendonly"
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
-                audio_packets = []  # the intercom's audio: silence from null, 50 a second
-                assert await wait_until(lambda: audio_packets.append(alice.rtp_received())
-                                        or sum(audio_packets) > 10, WAIT)
-                assert (await alice.in_dialog("BYE")).status == 200
-                assert await wait_until(lambda: not agent.calls.cameras["camera"].pids, WAIT)
-            finally:
-                receiver.close()
+        async with streaming(tmp_path, "intercom") as (agent, alice, receiver, response):
+            answer, video = answer_video(response)
+            audio = sdp.accepted(answer)
+            assert audio.codec == "PCMU" and audio.direction == "sendrecv"
+            assert video.port != 0 and video.direction == "sendonly"
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            audio_packets = []  # the intercom's audio: silence from null, 50 a second
+            assert await wait_until(lambda: audio_packets.append(alice.rtp_received())
+                                    or sum(audio_packets) > 10, WAIT)
+            assert (await alice.in_dialog("BYE")).status == 200
+            assert await wait_until(lambda: not agent.calls.cameras["camera"].pids, WAIT)
 
     run(body(), deadline=60)
 
@@ -508,18 +498,13 @@ def test_hold_stops_the_encoder_and_resume_starts_it_again(tmp_path):
 
 def test_a_video_only_call_to_the_intercom_without_rtcp_is_hung_up(tmp_path):
     async def body():
-        async with home(tmp_path, rtp_timeout=2) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver, "intercom", audio=False)
-                assert response.status == 200
-                assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
-                bye, source = await alice.request(timeout=WAIT)
-                assert bye.method == "BYE"
-                await alice.respond(bye, source, 200, tag=None)
-                assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
-            finally:
-                receiver.close()
+        async with streaming(tmp_path, "intercom", audio=False, rtp_timeout=2) as (
+                agent, alice, receiver, _):
+            assert await wait_until(lambda: receiver.read() or receiver.packets, WAIT)
+            bye, source = await alice.request(timeout=WAIT)
+            assert bye.method == "BYE"
+            await alice.respond(bye, source, 200, tag=None)
+            assert agent.calls.history[-1]["reason"] == "no RTCP for 2 s"
 
     run(body(), deadline=60)
 
@@ -528,53 +513,41 @@ def test_a_camera_that_hangs_is_started_again(tmp_path, monkeypatch):
     monkeypatch.setattr("appliance.media.camera.STALL", 2.0)
 
     async def body():
-        async with home(tmp_path) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                camera = agent.calls.cameras["camera"]
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
-                (hung,) = camera.pids
-                os.kill(hung, signal.SIGSTOP)  # alive, silent: a camera that froze
-                assert await wait_until(lambda: camera.pids and camera.pids != [hung], WAIT)
-                assert not alive(hung)
-                before = receiver.keyframes
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
-                                        WAIT)
-                assert agent.status()["calls"][0]["state"] == "answered"
-                assert (await alice.in_dialog("BYE")).status == 200
-            finally:
-                receiver.close()
+        async with streaming(tmp_path) as (agent, alice, receiver, _):
+            camera = agent.calls.cameras["camera"]
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            (hung,) = camera.pids
+            os.kill(hung, signal.SIGSTOP)  # alive, silent: a camera that froze
+            assert await wait_until(lambda: camera.pids and camera.pids != [hung], WAIT)
+            assert not alive(hung)
+            before = receiver.keyframes
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes > before,
+                                    WAIT)
+            assert agent.status()["calls"][0]["state"] == "answered"
+            assert (await alice.in_dialog("BYE")).status == 200
 
     run(body(), deadline=60)
 
 
 def test_new_camera_settings_free_the_device_for_the_next_call(tmp_path):
     async def body():
-        async with home(tmp_path) as agent, phone() as alice:
-            receiver = Receiver()
-            try:
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                old = agent.calls.cameras["camera"]
-                assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
-                pids = old.pids
-                path = tmp_path / "home.toml"  # where agent_from wrote it
-                path.write_text(path.read_text().replace("width = 320", "width = 160"))
-                await agent.reload(load(str(path), environ=TEST_ENV))
-                # The old encoder stops; the camera's call, which had only video, ends.
-                bye, source = await alice.request(timeout=WAIT)
-                assert bye.method == "BYE"
-                await alice.respond(bye, source, 200, tag=None)
-                assert "settings changed" in agent.calls.history[-1]["reason"]
-                assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
-                response = await call(agent, alice, receiver)
-                assert response.status == 200
-                assert agent.calls.cameras["camera"].spec.width == 160
-                assert await wait_until(lambda: bool(agent.calls.cameras["camera"].pids), WAIT)
-                assert (await alice.in_dialog("BYE")).status == 200
-            finally:
-                receiver.close()
+        async with streaming(tmp_path) as (agent, alice, receiver, response):
+            old = agent.calls.cameras["camera"]
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            pids = old.pids
+            path = tmp_path / "home.toml"  # where agent_from wrote it
+            path.write_text(path.read_text().replace("width = 320", "width = 160"))
+            await agent.reload(load(str(path), environ=TEST_ENV))
+            # The old encoder stops; the camera's call, which had only video, ends.
+            bye, source = await alice.request(timeout=WAIT)
+            assert bye.method == "BYE"
+            await alice.respond(bye, source, 200, tag=None)
+            assert "settings changed" in agent.calls.history[-1]["reason"]
+            assert await wait_until(lambda: not any(alive(pid) for pid in pids), WAIT)
+            response = await call(agent, alice, receiver)
+            assert response.status == 200
+            assert agent.calls.cameras["camera"].spec.width == 160
+            assert await wait_until(lambda: bool(agent.calls.cameras["camera"].pids), WAIT)
+            assert (await alice.in_dialog("BYE")).status == 200
 
     run(body(), deadline=60)
