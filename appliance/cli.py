@@ -193,15 +193,22 @@ def cmd_run(args):
 
     config = load()
     _setup_logging(_log_level(args, config))
-    _warn(config)
+    _warn(config, args.config)
     return asyncio.run(_run(config, load, args))
 
 
-def _warn(config):
-    """The config's warnings (a pin a bus of the board may need) in the log."""
+def _warnings(config, path):
+    """What the config works with but should not: a pin a bus of the board may need,
+    passwords other users of the machine can read."""
+    from .exposure import secret_warnings
     from .pins import pin_warnings
 
-    for warning in pin_warnings(config):
+    return pin_warnings(config) + secret_warnings(path)
+
+
+def _warn(config, path):
+    """The config's warnings, in the log."""
+    for warning in _warnings(config, path):
         log.warning("config: %s", warning)
 
 
@@ -357,7 +364,7 @@ class _Reloads:
                 self.service.ready("config reload failed: " + str(error).splitlines()[0])
                 continue
             logging.getLogger().setLevel(_log_level(self.args, config))
-            _warn(config)
+            _warn(config, self.args.config)
             try:
                 await self.agent.reload(config)
             except Exception as error:
@@ -392,10 +399,9 @@ def _print_banner(agent, config, demo):
 
 def cmd_check(args):
     from .media.camera import config_problems as camera_problems
-    from .pins import pin_warnings
 
     config = config_module.load(args.config)
-    warnings = pin_warnings(config)  # not errors: the config loads and runs as it is
+    warnings = _warnings(config, args.config)  # not errors: the config runs as it is
     for warning in warnings:
         print("warning: " + warning, file=sys.stderr)
     missing = camera_problems(config, probe=True)  # errors: its calls would be refused

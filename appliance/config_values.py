@@ -343,7 +343,12 @@ class _Password(_Type):
     def check(self, value: str, base_dir: str) -> Any:
         if not self.from_file:
             return Secret(super().check(value, base_dir))
-        path = os.path.join(base_dir, super().check(value, base_dir))
+        # "$CREDENTIALS_DIRECTORY/alice": systemd's LoadCredential= (or any variable).
+        named = os.path.expandvars(super().check(value, base_dir))
+        if "$" in named:
+            raise _Invalid(f"{_q(value)} names a variable that is not set; set it, or give "
+                           "the path itself")
+        path = os.path.join(base_dir, named)
         try:
             with open(path, encoding="utf-8") as file:
                 text = file.read().rstrip("\r\n")  # the newline an editor adds

@@ -569,3 +569,31 @@ def test_gpiozero_tries_lgpio_first_and_the_error_says_what_to_install(tmp_path)
     assert tried[:2] == ["lgpio", "rpigpio"], error
     assert "install python3-lgpio" in error
     assert "PinFactoryFallback" not in result.stderr  # said in plain lines, not warnings
+
+
+def test_check_warns_of_passwords_others_can_read(tmp_path):
+    secret = tmp_path / "bob.secret"
+    secret.write_text("bob-pw\n")
+    text = ('[proxy]\nregistrar = "sip:pbx.example.net"\npassword = "pi-s3cret"\n'
+            '[[users]]\nname = "alice"\npassword = "alice-pw"\ndevices = ["porch"]\n'
+            '[[users]]\nname = "bob"\npassword_file = "bob.secret"\ndevices = ["porch"]\n'
+            '[[devices]]\nname = "porch"\ntype = "light"\npin = 22\n')
+    path = _write(tmp_path / "home.toml", text)
+    os.chmod(path, 0o644)
+    os.chmod(secret, 0o644)
+    result = appliance("check", "-c", path)
+    assert result.returncode == 0, result.stderr  # warnings: it runs as it is
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: %s: holds proxy.password, users[0].password and every user of this "
+        "machine can read it (mode 0644); chmod o-r %s, or move the passwords to "
+        "password_file entries" % (path, path),
+        "warning: users[1].password_file: every user of this machine can read %s "
+        "(mode 0644); chmod o-r %s" % (secret, secret),
+    ]
+    assert "pi-s3cret" not in result.stderr + result.stdout
+    assert "alice-pw" not in result.stderr + result.stdout
+    os.chmod(path, 0o640)  # the service's group may read them; nobody else
+    os.chmod(secret, 0o600)
+    result = appliance("check", "-c", path)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr

@@ -588,6 +588,20 @@ def test_password_file(tmp_path):
     )
 
 
+def test_password_file_from_systemd_credentials(tmp_path, monkeypatch):
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "alice").write_text("from systemd\n")
+    text = '[[users]]\nname = "alice"\npassword_file = "$CREDENTIALS_DIRECTORY/alice"\n'
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert problem(tmp_path, text) == (
+        'users[0].password_file: "$CREDENTIALS_DIRECTORY/alice" names a variable that is '
+        "not set; set it, or give the path itself")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    cfg = load(write(tmp_path, text), environ=NO_ENV)
+    assert cfg.users[0].password.reveal() == "from systemd"
+
+
 def test_proxy_rules(tmp_path):
     assert problems(tmp_path, "[proxy]\nexpires = 0\n") == [
         "proxy.expires: 0 is not a registration time in seconds; use 1 or more",

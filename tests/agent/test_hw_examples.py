@@ -111,6 +111,7 @@ def as_config(text, tmp_path):
     def placeholder(match):
         path = tmp_path / Path(match[2]).name
         path.write_text("placeholder\n")
+        path.chmod(0o600)  # as the install makes them: for the agent alone
         return f'{match[1]}"{path}"'
 
     raw = tomllib.loads(text)

@@ -5,6 +5,8 @@ and nothing lost or reordered while the broker (or the agent too) is away."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -14,6 +16,8 @@ import paho.mqtt.client as paho
 import pytest
 
 from .conftest import (
+    ROOT,
+    _agent_env,
     _start_agent,
     make_certificates,
     running_home,
@@ -385,3 +389,35 @@ def test_a_state_kept_from_before_a_restart_does_not_outlive_the_real_one(tmp_pa
             assert late.json(BASE + "/frontdoor")["state"] == "closed"
         finally:
             late.close()
+
+
+def test_no_password_reaches_the_log_the_status_or_mqtt(tmp_path, broker, watching):
+    """Digest both ways (the devices registering through Kamailio, a user's DO, a wrong
+    password), the log at debug: no password and no digest response is in the log, in
+    `appliance status --json` or in any MQTT message."""
+    users = {"frontdoor-pi": "pi-s3cret"}
+    with start_kamailio(tmp_path / "kamailio", users) as kamailio:
+        proxy = '[proxy]\nregistrar = "%s"\npassword = "pi-s3cret"\n' % kamailio.uri
+        text = home(broker, str(tmp_path / "state"), proxy=proxy).replace(
+            "simulate = true", 'simulate = true\nlog_level = "debug"')
+        with running_home(text) as agent:
+            assert wait_for(lambda: (watching.json(BASE + "/registration") or {}).get(
+                "state") == "registered"), agent.output()
+            porch = "sip:porch@%s:%d" % (agent.host, agent.port)
+            for password, status in (("alice-pw", 0), ("wrong-pw", 1)):
+                result = subprocess.run(
+                    [sys.executable, "-m", "appliance.cli", "do", porch, "on", "--user",
+                     "alice", "--password", password],
+                    capture_output=True, text=True, timeout=30, env=_agent_env(), cwd=ROOT)
+                assert result.returncode == status, result.stdout + result.stderr
+            assert wait_for(lambda: (watching.json(BASE + "/porch") or {}).get("state")
+                            == "ON")
+            shown = json.dumps(agent.status())
+            log = agent.log()
+    assert "Authorization" in log and "DO sip:porch" in log  # the debug lines are there
+    published = "\n".join(payload for _, payload, _ in watching.messages)
+    for secret in ("pi-s3cret", "alice-pw", "wrong-pw"):
+        assert secret not in log, secret
+        assert secret not in shown, secret
+        assert secret not in published, secret
+    assert 'response="' not in log  # digest responses, ours and the user's
