@@ -34,7 +34,7 @@ import logging
 from . import commands
 from .call import ANSWERED, ENDED, RINGING, IncomingCall, OutgoingCall
 from .media import camera as cameras
-from .media import dtmf
+from .media import dtmf, srtp
 from .media.audio import AudioError, open_audio
 from .media.session import MediaError, MediaSession
 from .media.video import VideoStream
@@ -153,11 +153,15 @@ class Calls:
                 agent.respond(event, 400, "Malformed SDP: " + error.reason)
                 return
             if not _answerable(offer, spec, self._video_available(spec)):
-                speaks = "H.264 (packetization-mode=1)" if spec.type == "camera" \
-                    else "PCMU or PCMA"
+                speaks = "H.264 (packetization-mode=1) over RTP/AVP" \
+                    if spec.type == "camera" else "PCMU or PCMA over RTP/AVP" + (
+                        " or SRTP (SDES)" if srtp.available() else "")
+                problem = srtp.problem(offer) if spec.type != "camera" else None
+                if problem is not None:
+                    log.warning("call %s to %s refused (488): %s", request.call_id, name,
+                                problem)
                 agent.respond(event, 488, fields=(
-                    ("Warning", '304 %s "%s over RTP/AVP only"' % (agent.host_part(),
-                                                                    speaks)),))
+                    ("Warning", '304 %s "%s only"' % (agent.host_part(), speaks)),))
                 return
         contact = agent.contact_for(name, event.source[0])
         call = IncomingCall(self.stack, self._loop, self, name, contact, event, user)
@@ -595,10 +599,11 @@ def reoffer(call, offer):
 
 def _answerable(offer, spec, video_available):
     """Whether `offer` has a stream that device `spec` can take (a camera's video, an
-    intercom's audio, or its video when it has some)."""
+    intercom's audio, SRTP too when pylibsrtp is there, or its video when it has some)."""
     video = (9, sdp.Video("42e01f")) if video_available else None
     port = None if spec.type == "camera" else 9
-    return sdp.answer(offer, "0.0.0.0", port, "0", video=video) is not None
+    key = srtp.PROBE_KEY if srtp.available() else None
+    return sdp.answer(offer, "0.0.0.0", port, "0", video=video, srtp_key=key) is not None
 
 
 def _wants_video(call):

@@ -10,6 +10,13 @@ caller's side; with `stun` the SDP carries the router's public mapping of the RT
 RTCP sender or receiver reports go out every 5 s (randomized, RFC 3550 6.2), and a BYE at
 the end. When nothing arrives for `rtp_timeout` seconds while we should be receiving,
 `on_timeout(seconds)` is called once.
+
+SRTP (RFC 3711, keyed by SDES: srtp.py): when the peer's offer asks for it and pylibsrtp is
+there, the answer carries our key, and every RTP and RTCP packet out (audio, DTMF events,
+reports, the BYE) is protected, every one in unprotected; what fails authentication is
+dropped and counted (`srtp_failed`), plain RTP included. A re-INVITE keeps the keys or
+takes new ones as its offer says; our key changes with the suite, never over two packet
+indexes.
 """
 
 import collections
@@ -22,7 +29,7 @@ import time
 from ..errors import ApplianceError
 from ..nat import public_address_of
 from ..sip import sdp
-from . import g711, rtcp
+from . import g711, rtcp, srtp
 from .audio import NullPort, open_audio
 from .dtmf import DtmfReceiver, event_payloads
 from .jitter import JitterBuffer
@@ -148,6 +155,11 @@ class MediaSession(PortPair):
         self._last_rtp = None  # loop time of the last RTP in
         self._timed_out = False
         self._last_sent = 0.0  # loop time of the last RTP out
+        self.srtp = None  # srtp.Protection while the audio is SRTP
+        self.srtp_failed = 0  # SRTP and SRTCP packets in that failed authentication
+        self._srtp_key = None  # our key (base64) for the next SRTP answer
+        self._offered_crypto = None  # (suite, our key) of our last offer, when SRTP
+        self.call_id = None  # for the log: the session id of our SDP (the Call-ID)
         self.closed = False
 
     # -- setting up --------------------------------------------------------------------------
@@ -187,15 +199,37 @@ class MediaSession(PortPair):
     # -- offer and answer (RFC 3264) over this session's address ------------------------
 
     def offer(self, session_id, version):
-        """Our SDP offer for this session."""
+        """Our SDP offer for this session: SRTP with the keys in use when the audio is SRTP
+        already (a re-INVITE without an offer), else plain RTP."""
+        self.call_id = session_id
+        self._offered_crypto = (self.srtp.suite, self.srtp.local_key) \
+            if self.srtp is not None else None
         return sdp.offer(self.address, self.port, session_id, version,
-                         video=self._video_offer())
+                         video=self._video_offer(), crypto=self._offered_crypto)
 
     def answer(self, offered, session_id, version):
         """Answer the Session `offered` and start media as agreed: the SDP text, or None
         when nothing in it can be taken (the caller answers 488)."""
+        self.call_id = session_id
+        key = None
+        if srtp.available() and self.port is not None:
+            if self._srtp_key is None:
+                self._srtp_key = srtp.new_key()
+            key = self._srtp_key
         made = sdp.answer(offered, self.address, self.port, session_id, version,
-                          video=self._video_offer())
+                          video=self._video_offer(), srtp_key=key)
+        if made is not None and made[1] is not None and made[1].crypto is not None \
+                and self.srtp is not None and made[1].suite != self.srtp.suite:
+            # Another suite: our session starts again, with a key of its own.
+            self._srtp_key = srtp.new_key()
+            made = sdp.answer(offered, self.address, self.port, session_id, version,
+                              video=self._video_offer(), srtp_key=self._srtp_key)
+        agreed = made[1] if made is not None else None
+        problem = srtp.problem(offered)
+        if problem is not None and self.port is not None \
+                and (agreed is None or agreed.crypto is None):
+            log.warning("call %s: %s; its audio %s", session_id, problem,
+                        "is refused" if agreed is None else "goes in the clear")
         if made is None:
             return None
         text, negotiated, video = made
@@ -208,7 +242,7 @@ class MediaSession(PortPair):
     def accept(self, answered):
         """Start media as the Session `answered` (the answer to our offer) agreed; the
         audio's Negotiated, or None when it refused our audio."""
-        negotiated = sdp.accepted(answered)
+        negotiated = sdp.accepted(answered, crypto=self._offered_crypto)
         if negotiated is not None:
             self.start(negotiated)
         if self.video is not None:
@@ -238,6 +272,7 @@ class MediaSession(PortPair):
         if resumed:  # the RTP timeout counts from when receiving starts again
             self._last_rtp = self.loop.time()
             self._timed_out = False
+        self._secure(negotiated)
         if self.audio is None:
             self._open_audio()
         if self.sender is None or self.sender.payload_type != negotiated.payload_type:
@@ -252,6 +287,24 @@ class MediaSession(PortPair):
             self._tick = self.loop.call_at(self._epoch, self._on_tick)
             self._report = self.loop.call_later(RTCP_INTERVAL * (0.5 + random.random()),
                                                 self._send_report)
+
+    def _secure(self, negotiated):
+        """SRTP as `negotiated` says: started, kept, re-keyed, or stopped."""
+        crypto = negotiated.crypto
+        if crypto is None:
+            if self.srtp is not None:
+                log.info("call %s: the audio is plain RTP now", self.call_id)
+                self.srtp = None
+                self._srtp_key = None  # retired with its session
+            return
+        if self.srtp is None:
+            self.srtp = srtp.Protection(crypto.suite, negotiated.local_key, crypto.key)
+            log.info("call %s: the audio is SRTP (%s)", self.call_id, crypto.suite)
+            return
+        changed = self.srtp.rekey(crypto.suite, negotiated.local_key, crypto.key)
+        if changed:
+            log.info("call %s: SRTP re-keyed (%s, %s)", self.call_id, crypto.suite,
+                     " and ".join(changed))
 
     def send_digits(self, digits):
         """Send `digits` as RFC 4733 telephone-events (100 ms each, 60 ms apart), in place
@@ -327,6 +380,10 @@ class MediaSession(PortPair):
                 self.on_timeout(self.rtp_timeout)
 
     def _send_rtp(self, packet):
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
+            if packet is None:
+                return
         try:
             self._rtp.sendto(packet, self.remote)
         except OSError:
@@ -345,6 +402,11 @@ class MediaSession(PortPair):
             negotiated = self.negotiated
             if negotiated is None or not negotiated.receiving:
                 continue  # not yet, or on hold with us not listening
+            if self.srtp is not None:
+                data = self.srtp.unprotect(data)
+                if data is None:  # forged, replayed, or plain RTP where SRTP was agreed
+                    self.srtp_failed += 1
+                    continue
             source = (source[0], source[1])
             try:
                 packet = parse_rtp(data)
@@ -405,6 +467,11 @@ class MediaSession(PortPair):
             if self.negotiated is None or self._latched is None \
                     or source[0] != self._latched[0]:
                 continue
+            if self.srtp is not None:
+                data = self.srtp.unprotect_rtcp(data)
+                if data is None:
+                    self.srtp_failed += 1
+                    continue
             try:
                 packets = rtcp.parse_rtcp(data)
             except ValueError:
@@ -436,6 +503,10 @@ class MediaSession(PortPair):
         self._send_rtcp(packet)
 
     def _send_rtcp(self, packet):
+        if self.srtp is not None:
+            packet = self.srtp.protect_rtcp(packet)
+            if packet is None:
+                return
         host, port = self.remote
         try:
             self._rtcp.sendto(packet, (host, port + 1))
@@ -449,6 +520,8 @@ class MediaSession(PortPair):
                "audio": getattr(self.audio, "name", self.audio_spec)}
         if negotiated is not None:
             out.update(codec=negotiated.codec, direction=negotiated.direction)
+        if self.srtp is not None:
+            out.update(srtp=self.srtp.suite, srtp_failed=self.srtp_failed)
         if self.sender is not None:
             out["sent"] = self.sender.packets
         out["received"] = self.stats.received

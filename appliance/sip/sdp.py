@@ -14,6 +14,15 @@ refused with port 0, and None comes back when no stream can be accepted (the cal
 
 Directions (RFC 3264 section 6.1): an offer's sendonly is answered recvonly and the other
 way round; a connection address of 0.0.0.0 (RFC 2543's hold) counts as sendonly.
+
+SRTP (RFC 3711) keyed with SDES (RFC 4568): given our key (`srtp_key`, the base64 of a
+30-byte master key and salt, made by the caller), `answer()` takes an audio stream's first
+a=crypto line with a suite of ours (AES_CM_128_HMAC_SHA1_80 or _32), a single inline key,
+no MKI and no session parameter it does not know, and answers it with the same tag and
+suite and our key, on the profile offered: RTP/SAVP, RTP/SAVPF, or RTP/AVP with a=crypto
+(SRTP as a best effort, as baresip's `srtp` mode offers it). Without `srtp_key`, or without
+such a line, an RTP/SAVP(F) audio stream is refused and RTP/AVP is answered in the clear.
+Video is never secured here: an RTP/SAVP video stream is refused.
 """
 
 from .errors import ParseError
@@ -30,6 +39,14 @@ H264 = "H264"
 VIDEO_TYPE = 96  # the payload type we offer H.264 on
 VIDEO_CLOCK = 90000
 FEEDBACK = ("nack pli", "ccm fir")  # RTCP feedback we act on (RFC 4585, RFC 5104)
+PLAIN = ("RTP/AVP", "RTP/AVPF")
+SECURE = ("RTP/SAVP", "RTP/SAVPF")  # SRTP profiles (RFC 3711, RFC 5124)
+AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
+AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
+SUITES = (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32)  # ours, in our preference
+KEY_CHARACTERS = 40  # base64 of the 16-byte master key and 14-byte salt both suites take
+CRYPTO_TAG = 1  # the tag of the a=crypto line we offer
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 SENDRECV = "sendrecv"
 SENDONLY = "sendonly"
@@ -37,6 +54,69 @@ RECVONLY = "recvonly"
 INACTIVE = "inactive"
 DIRECTIONS = (SENDRECV, SENDONLY, RECVONLY, INACTIVE)
 _REVERSE = {SENDRECV: SENDRECV, SENDONLY: RECVONLY, RECVONLY: SENDONLY, INACTIVE: INACTIVE}
+
+
+class Crypto:
+    """One a=crypto attribute (RFC 4568 section 9.1): `tag`, crypto `suite`, the inline
+    master key and salt `key` (base64, as written), and the rest of its key parameter:
+    `lifetime` and `mki` ("value:length") as written, or None; `params`, the session
+    parameters. `parse_crypto()` reads one, `str()` writes it."""
+
+    def __init__(self, tag, suite, key, lifetime=None, mki=None, params=()):
+        self.tag = tag
+        self.suite = suite
+        self.key = key
+        self.lifetime = lifetime
+        self.mki = mki
+        self.params = tuple(params)
+
+    def usable(self):
+        """Whether we can key SRTP with it: a suite of ours, a key of the length they take,
+        no MKI (libsrtp through pylibsrtp takes none), no session parameter but the window
+        size hint and a zero key derivation rate (RFC 4568 6.3: one not understood
+        refuses the line)."""
+        if self.suite not in SUITES or self.mki is not None or not _key_text(self.key):
+            return False
+        for param in self.params:
+            if not (param.startswith("WSH=") or param == "KDR=0"):
+                return False
+        return True
+
+    def __str__(self):
+        key = "inline:" + self.key
+        if self.lifetime is not None:
+            key += "|" + self.lifetime
+        if self.mki is not None:
+            key += "|" + self.mki
+        return " ".join(["%d %s %s" % (self.tag, self.suite, key)] + list(self.params))
+
+    def __repr__(self):
+        return "Crypto(%d %s)" % (self.tag, self.suite)  # never the key
+
+
+def parse_crypto(value):
+    """A Crypto from an a=crypto attribute's value ("1 AES_CM_128_HMAC_SHA1_80
+    inline:KEY|2^31|1:4 WSH=64"); ParseError when malformed. Of several keys (joined by
+    ";", each with an MKI) the first is kept."""
+    parts = (value or "").split()
+    if len(parts) < 3 or not parts[0].isdigit() or len(parts[0]) > 10:
+        raise ParseError("Malformed SDP Crypto")
+    method, _, info = parts[2].partition(":")
+    if method != "inline" or not info:
+        raise ParseError("Malformed SDP Crypto Key")
+    keys = info.split(";")
+    fields = keys[0].split("|")
+    key = fields[0]
+    lifetime = None
+    mki = None
+    for field in fields[1:]:
+        if ":" in field:
+            mki = field
+        else:
+            lifetime = field
+    if len(fields) > 3 or not key or (len(keys) > 1 and mki is None):
+        raise ParseError("Malformed SDP Crypto Key")  # several keys each need an MKI
+    return Crypto(int(parts[0]), parts[1], key, lifetime, mki, parts[3:])
 
 
 class Media:
@@ -76,6 +156,18 @@ class Media:
                 out[int(number)] = (name, int(clock.partition("/")[0] or "0"))
             except ValueError:
                 raise ParseError("Malformed SDP rtpmap")
+        return out
+
+    def crypto(self):
+        """The stream's a=crypto lines, as Crypto, in the offerer's order; malformed ones
+        left out."""
+        out = []
+        for key, value in self.attributes:
+            if key == "crypto":
+                try:
+                    out.append(parse_crypto(value))
+                except ParseError:
+                    continue
         return out
 
     @property
@@ -145,12 +237,14 @@ class Video:
 
 
 class Negotiated:
-    """What an offer and its answer agreed for one stream (audio, or video with `kind`)."""
+    """What an offer and its answer agreed for one stream (audio, or video with `kind`).
+    With SRTP: `crypto`, the peer's a=crypto (its suite and the key of what it sends), and
+    `local_key`, ours (base64: the key of what we send); both None in the clear."""
 
     kind = "audio"
 
     def __init__(self, codec, payload_type, event_type, address, port, direction, ptime,
-                 index):
+                 index, crypto=None, local_key=None):
         self.codec = codec  # PCMU, PCMA (audio) or H264 (video)
         self.payload_type = payload_type
         self.event_type = event_type  # telephone-event's payload type, or None
@@ -159,6 +253,13 @@ class Negotiated:
         self.direction = direction  # ours: do we send, receive, both, neither
         self.ptime = ptime
         self.index = index  # the m= line's position
+        self.crypto = crypto
+        self.local_key = local_key
+
+    @property
+    def suite(self):
+        """The SRTP crypto suite agreed, or None in the clear."""
+        return self.crypto.suite if self.crypto is not None else None
 
     @property
     def sending(self):
@@ -169,9 +270,9 @@ class Negotiated:
         return self.direction in (SENDRECV, RECVONLY)
 
     def __repr__(self):
-        return "Negotiated(%s %s/%d, events %s, %s:%d, %s)" % (
+        return "Negotiated(%s %s/%d, events %s, %s:%d, %s%s)" % (
             self.kind, self.codec, self.payload_type, self.event_type, self.address,
-            self.port, self.direction)
+            self.port, self.direction, ", " + self.suite if self.crypto else "")
 
 
 class VideoNegotiated(Negotiated):
@@ -259,21 +360,25 @@ def _connection(value):
 
 
 def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODECS,
-          video=None):
+          video=None, crypto=None):
     """Our offer: an audio stream at `address`:`port` (none when `port` is None) with
-    `codecs` and telephone-event, then, with `video` = (port, Video) or (port, Video,
-    direction), H.264: sendonly by default (a camera's), recvonly to watch one; inactive
-    when the audio is."""
+    `codecs` and telephone-event, on RTP/SAVP keyed with `crypto` = (suite, our base64
+    key) when given, then, with `video` = (port, Video) or (port, Video, direction),
+    H.264: sendonly by default (a camera's), recvonly to watch one; inactive when the audio
+    is."""
     lines = _head(address, session_id, version)
     if port is not None:
         formats = [STATIC_TYPES[codec] for codec in codecs] + [EVENT_TYPE]
-        lines.append("m=audio %d RTP/AVP %s" % (port, " ".join(str(n) for n in formats)))
+        lines.append("m=audio %d %s %s" % (port, "RTP/SAVP" if crypto else "RTP/AVP",
+                                           " ".join(str(n) for n in formats)))
         for codec in codecs:
             lines.append("a=rtpmap:%d %s/8000" % (STATIC_TYPES[codec], codec))
         lines.append("a=rtpmap:%d %s/8000" % (EVENT_TYPE, TELEPHONE_EVENT))
         lines.append("a=fmtp:%d 0-16" % EVENT_TYPE)
         lines.append("a=ptime:%d" % PTIME)
         lines.append("a=" + direction)
+        if crypto:
+            lines.append("a=crypto:%s" % Crypto(CRYPTO_TAG, crypto[0], crypto[1]))
     if video is not None:
         video_direction = video[2] if len(video) > 2 else SENDONLY
         if direction == INACTIVE:
@@ -292,32 +397,36 @@ def _video_lines(lines, port, proto, number, video, feedback, direction):
     lines.append("a=" + direction)
 
 
-def answer(offered, address, port, session_id, version=1, video=None):
+def answer(offered, address, port, session_id, version=1, video=None, srtp_key=None):
     """Answer the Session `offered` with our audio at `address`:`port` (none when `port`
-    is None) and, with `video` = (port, Video), our H.264: (SDP text, audio Negotiated or
+    is None), secured with our `srtp_key` (base64) when the offer asks for SRTP and that
+    is given, and, with `video` = (port, Video), our H.264: (SDP text, audio Negotiated or
     None, video Negotiated or None), or None when no stream can be accepted."""
+    if srtp_key is not None and not _key_text(srtp_key):
+        raise ValueError("srtp_key must be the base64 of 30 bytes")
     audio = None
     chosen_video = None
     lines = _head(address, session_id, version)
     for index, media in enumerate(offered.media):
-        usable = media.port != 0 and media.proto in ("RTP/AVP", "RTP/AVPF")
-        address_of = offered.address_of(media)
-        if usable and port is not None and audio is None and media.kind == "audio" \
-                and address_of is not None:
+        live = media.port != 0 and offered.address_of(media) is not None
+        if live and port is not None and audio is None and media.kind == "audio" \
+                and media.proto in PLAIN + SECURE:
+            crypto = _pick_crypto(media) if srtp_key is not None else None
             pick = _pick(media)
-            if pick is not None:
-                audio = _answer_audio(lines, media, pick, offered, port, index)
+            if pick is not None and (crypto is not None or media.proto in PLAIN):
+                audio = _answer_audio(lines, media, pick, offered, port, index, crypto,
+                                      srtp_key)
                 continue
-        if usable and video is not None and chosen_video is None and media.kind == "video" \
-                and address_of is not None:
+        if live and video is not None and chosen_video is None and media.kind == "video" \
+                and media.proto in PLAIN:
             number = _pick_video(media)
             if number is not None:
                 direction = _sending_only(_REVERSE[offered.direction_of(media)])
                 feedback = _feedback(media, number)
                 _video_lines(lines, video[0], media.proto, number, video[1], feedback,
                              direction)
-                chosen_video = VideoNegotiated(number, address_of, media.port, direction,
-                                               index, feedback)
+                chosen_video = VideoNegotiated(number, offered.address_of(media), media.port,
+                                               direction, index, feedback)
                 continue
         lines.append("m=%s 0 %s %s" % (media.kind, media.proto, " ".join(media.formats)))
     if audio is None and chosen_video is None:
@@ -325,7 +434,7 @@ def answer(offered, address, port, session_id, version=1, video=None):
     return _text(lines), audio, chosen_video
 
 
-def _answer_audio(lines, media, pick, offered, port, index):
+def _answer_audio(lines, media, pick, offered, port, index, crypto, srtp_key):
     codec, number, event = pick
     direction = _REVERSE[offered.direction_of(media)]
     formats = [str(number)] + ([str(event)] if event is not None else [])
@@ -336,14 +445,18 @@ def _answer_audio(lines, media, pick, offered, port, index):
         lines.append("a=fmtp:%d 0-16" % event)
     lines.append("a=ptime:%d" % PTIME)
     lines.append("a=" + direction)
+    if crypto is not None:
+        lines.append("a=crypto:%s" % Crypto(crypto.tag, crypto.suite, srtp_key))
     return Negotiated(codec, number, event, offered.address_of(media), media.port,
-                      direction, _ptime(media), index)
+                      direction, _ptime(media), index, crypto,
+                      srtp_key if crypto is not None else None)
 
 
-def accepted(answered, kind="audio"):
+def accepted(answered, kind="audio", crypto=None):
     """What the answer `answered` (a Session) to our offer agreed for its first `kind`
     stream ("audio" or "video"), or None when it refused that stream (port 0, or no codec
-    of ours)."""
+    of ours). With `crypto` = (suite, our base64 key), the audio we offered on RTP/SAVP:
+    the answer must key it too (RFC 4568: its a=crypto with our tag and suite)."""
     for index, media in enumerate(answered.media):
         if media.kind != kind:
             continue
@@ -360,9 +473,14 @@ def accepted(answered, kind="audio"):
         pick = _pick(media)
         if pick is None:
             return None
+        theirs = None
+        if crypto:
+            theirs = _pick_crypto(media, CRYPTO_TAG, crypto[0])
+            if theirs is None:
+                return None
         codec, number, event = pick
         return Negotiated(codec, number, event, address, media.port, direction,
-                          _ptime(media), index)
+                          _ptime(media), index, theirs, crypto[1] if crypto else None)
     return None
 
 
@@ -402,6 +520,27 @@ def _pick(media):
     if codec is None:
         return None
     return codec[0], codec[1], event
+
+
+def _pick_crypto(media, tag=None, suite=None):
+    """The stream's first a=crypto line we can key SRTP with (of `tag` and `suite` when
+    given: the answer to our own), or None."""
+    for crypto in media.crypto():
+        if crypto.usable() and (tag is None or crypto.tag == tag) \
+                and (suite is None or crypto.suite == suite):
+            return crypto
+    return None
+
+
+def _key_text(text):
+    """Whether `text` is the base64 of a 30-byte master key and salt: 40 characters of
+    the alphabet, no padding (30 bytes need none)."""
+    if len(text) != KEY_CHARACTERS:
+        return False
+    for character in text:
+        if character not in _BASE64:
+            return False
+    return True
 
 
 def _pick_video(media):

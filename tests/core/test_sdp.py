@@ -5,6 +5,8 @@ import unittest
 
 from appliance.sip.errors import ParseError
 from appliance.sip.sdp import (
+    AES_CM_128_HMAC_SHA1_32,
+    AES_CM_128_HMAC_SHA1_80,
     INACTIVE,
     PCMA,
     PCMU,
@@ -16,6 +18,7 @@ from appliance.sip.sdp import (
     answer,
     offer,
     parse,
+    parse_crypto,
 )
 
 # As baresip sends it: opus first, G.711 after, telephone-event on 101.
@@ -224,6 +227,150 @@ class TestVideo(unittest.TestCase):
     def test_a_video_only_offer_of_ours(self):
         ours = parse(offer("198.51.100.7", None, "77", video=(40002, CAMERA)))
         self.assertEqual([m.kind for m in ours.media], ["video"])
+
+
+# SDES keys (RFC 4568): the base64 of a 30-byte master key and salt.
+THEIR_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"
+OUR_KEY = "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CB"
+
+# As baresip sends it with `mediaenc=srtp-mand`, and a suite we do not take listed first.
+SAVP = BARESIP.replace("RTP/AVP", "RTP/SAVP").replace(
+    "a=sendrecv\r\n", "a=sendrecv\r\n"
+    "a=crypto:1 AEAD_AES_256_GCM inline:" + THEIR_KEY + "AAAAAAAAAAAAAAAA\r\n"
+    "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + THEIR_KEY + "\r\n"
+    "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:" + THEIR_KEY + "\r\n")
+
+
+def crypto_lines(text):
+    return [line for line in lines(text) if line.startswith("a=crypto:")]
+
+
+class TestSrtp(unittest.TestCase):
+    def test_a_savp_offer_is_answered_with_our_key_and_its_tag_and_suite(self):
+        text, agreed, _ = answer(parse(SAVP), "198.51.100.7", 40000, "42", srtp_key=OUR_KEY)
+        self.assertIn("m=audio 40000 RTP/SAVP 0 101", lines(text))
+        self.assertEqual(crypto_lines(text),
+                         ["a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + OUR_KEY])
+        self.assertEqual((agreed.suite, agreed.crypto.tag, agreed.crypto.key,
+                          agreed.local_key),
+                         (AES_CM_128_HMAC_SHA1_80, 2, THEIR_KEY, OUR_KEY))
+        self.assertEqual(agreed.codec, PCMU)
+        # Keys stay out of logs (no assertNotIn on MicroPython).
+        self.assertFalse(OUR_KEY in repr(agreed) or THEIR_KEY in repr(agreed.crypto))
+
+    def test_savpf_and_the_32_bit_tag(self):
+        offered = SAVP.replace("RTP/SAVP", "RTP/SAVPF").replace(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + THEIR_KEY + "\r\n", "")
+        text, agreed, _ = answer(parse(offered), "198.51.100.7", 40000, "42",
+                                 srtp_key=OUR_KEY)
+        self.assertIn("m=audio 40000 RTP/SAVPF 0 101", lines(text))
+        self.assertEqual(crypto_lines(text),
+                         ["a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:" + OUR_KEY])
+        self.assertEqual(agreed.suite, AES_CM_128_HMAC_SHA1_32)
+
+    def test_savp_without_a_suite_we_take_is_refused(self):
+        only_gcm = SAVP.replace("a=crypto:2", "a=x-crypto:2").replace("a=crypto:3",
+                                                                        "a=x-crypto:3")
+        self.assertIsNone(answer(parse(only_gcm), "198.51.100.7", 40000, "42",
+                                 srtp_key=OUR_KEY))
+        # Nor without a key of ours (no pylibsrtp), whatever the suites.
+        self.assertIsNone(answer(parse(SAVP), "198.51.100.7", 40000, "42"))
+        # Beside a video stream that is taken, the audio gets port 0.
+        with_video = only_gcm + VIDEO_PHONE[VIDEO_PHONE.index("m=video"):]
+        text, audio, video = answer(parse(with_video), "198.51.100.7", 40000, "42",
+                                    video=(40002, CAMERA), srtp_key=OUR_KEY)
+        self.assertIsNone(audio)
+        self.assertEqual(video.port, 10342)
+        self.assertIn("m=audio 0 RTP/SAVP 96 9 0 8 101", lines(text))
+        self.assertEqual(crypto_lines(text), [])
+
+    def test_lines_we_cannot_key_are_passed_over(self):
+        for line in ("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s|2^20|1:4" % THEIR_KEY,
+                     "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s UNENCRYPTED_SRTP"
+                     % THEIR_KEY,
+                     "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s" % THEIR_KEY[:-4],
+                     "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s" % THEIR_KEY.replace(
+                         "A", "*"),
+                     "a=crypto:2 AES_CM_128_HMAC_SHA1_80 sdes:%s" % THEIR_KEY,
+                     "a=crypto:two AES_CM_128_HMAC_SHA1_80 inline:%s" % THEIR_KEY):
+            offered = SAVP.replace("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + THEIR_KEY,
+                                   line)
+            _, agreed, _ = answer(parse(offered), "198.51.100.7", 40000, "42",
+                                  srtp_key=OUR_KEY)
+            self.assertEqual((agreed.crypto.tag, agreed.suite),
+                             (3, AES_CM_128_HMAC_SHA1_32), line)
+        # A lifetime, the window size hint and a zero key derivation rate are fine.
+        offered = SAVP.replace("inline:%s\r\na=crypto:3" % THEIR_KEY,
+                               "inline:%s|2^31 KDR=0 WSH=128\r\na=crypto:3" % THEIR_KEY)
+        _, agreed, _ = answer(parse(offered), "198.51.100.7", 40000, "42", srtp_key=OUR_KEY)
+        self.assertEqual(agreed.crypto.tag, 2)
+
+    def test_rtp_avp_with_crypto_is_answered_with_crypto_when_we_can(self):
+        best_effort = SAVP.replace("RTP/SAVP", "RTP/AVP")
+        text, agreed, _ = answer(parse(best_effort), "198.51.100.7", 40000, "42",
+                                 srtp_key=OUR_KEY)
+        self.assertIn("m=audio 40000 RTP/AVP 0 101", lines(text))
+        self.assertEqual(crypto_lines(text),
+                         ["a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + OUR_KEY])
+        self.assertEqual(agreed.suite, AES_CM_128_HMAC_SHA1_80)
+        # Without a key of ours: in the clear, which that offer allows.
+        text, agreed, _ = answer(parse(best_effort), "198.51.100.7", 40000, "42")
+        self.assertIn("m=audio 40000 RTP/AVP 0 101", lines(text))
+        self.assertEqual((crypto_lines(text), agreed.crypto, agreed.local_key),
+                         ([], None, None))
+
+    def test_a_plain_offer_gets_no_crypto(self):
+        text, agreed, _ = answer(parse(BARESIP), "198.51.100.7", 40000, "42",
+                                 srtp_key=OUR_KEY)
+        self.assertEqual(crypto_lines(text), [])
+        self.assertIn("m=audio 40000 RTP/AVP 0 101", lines(text))
+        self.assertEqual((agreed.crypto, agreed.local_key, agreed.suite), (None, None, None))
+
+    def test_video_stays_plain(self):
+        secure_video = SAVP + VIDEO_PHONE[VIDEO_PHONE.index("m=video"):].replace(
+            "RTP/AVP", "RTP/SAVP").replace("a=sendrecv\r\n", "a=sendrecv\r\n"
+                                            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"
+                                            + THEIR_KEY + "\r\n")
+        text, audio, video = answer(parse(secure_video), "198.51.100.7", 40000, "42",
+                                    video=(40002, CAMERA), srtp_key=OUR_KEY)
+        self.assertEqual(audio.suite, AES_CM_128_HMAC_SHA1_80)
+        self.assertIsNone(video)
+        self.assertIn("m=video 0 RTP/SAVP 97 98", lines(text))
+        self.assertEqual(len(crypto_lines(text)), 1)
+
+    def test_a_key_of_ours_that_is_not_one_is_misuse(self):
+        with self.assertRaises(ValueError):
+            answer(parse(SAVP), "198.51.100.7", 40000, "42", srtp_key="short")
+
+    def test_our_srtp_offer_and_the_answer_to_it(self):
+        ours = offer("198.51.100.7", 40000, "77", version=3,
+                     crypto=(AES_CM_128_HMAC_SHA1_80, OUR_KEY))
+        self.assertIn("m=audio 40000 RTP/SAVP 0 8 101", lines(ours))
+        self.assertEqual(crypto_lines(ours),
+                         ["a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + OUR_KEY])
+        text, _, _ = answer(parse(ours), "192.0.2.20", 10340, "5", srtp_key=THEIR_KEY)
+        agreed = accepted(parse(text), crypto=(AES_CM_128_HMAC_SHA1_80, OUR_KEY))
+        self.assertEqual((agreed.suite, agreed.crypto.key, agreed.local_key),
+                         (AES_CM_128_HMAC_SHA1_80, THEIR_KEY, OUR_KEY))
+        # An answer that leaves the crypto out refuses the SRTP we offered.
+        plain = text.replace(crypto_lines(text)[0] + "\r\n", "")
+        self.assertIsNone(accepted(parse(plain), crypto=(AES_CM_128_HMAC_SHA1_80, OUR_KEY)))
+        self.assertIsNone(accepted(parse(text), crypto=(AES_CM_128_HMAC_SHA1_32, OUR_KEY)))
+
+    def test_crypto_lines_round_trip(self):
+        value = "7 AES_CM_128_HMAC_SHA1_32 inline:%s|2^20|1:4 WSH=64" % THEIR_KEY
+        crypto = parse_crypto(value)
+        self.assertEqual((crypto.tag, crypto.suite, crypto.key, crypto.lifetime, crypto.mki,
+                          crypto.params),
+                         (7, AES_CM_128_HMAC_SHA1_32, THEIR_KEY, "2^20", "1:4", ("WSH=64",)))
+        self.assertEqual(str(crypto), value)
+        self.assertFalse(crypto.usable())  # an MKI
+        for bad in ("", "1 AES_CM_128_HMAC_SHA1_80", "x AES_CM_128_HMAC_SHA1_80 inline:k",
+                    "1 AES_CM_128_HMAC_SHA1_80 inline:", "1 AES_CM_128_HMAC_SHA1_80 k",
+                    "1 AES_CM_128_HMAC_SHA1_80 inline:a|b|c|d",
+                    "1 AES_CM_128_HMAC_SHA1_80 inline:%s;inline:%s" % (THEIR_KEY, OUR_KEY)):
+            with self.assertRaises(ParseError):
+                parse_crypto(bad)
 
 
 class TestMalformed(unittest.TestCase):

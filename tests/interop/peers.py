@@ -193,12 +193,15 @@ class Baresip(_Peer):
     `shown()` is what it printed, colours stripped.
 
     For calls: `listen` is its SIP address ("127.0.0.1:0": a port of its choosing),
-    `modules` are loaded after the usual ones (e.g. "aufile", "sndfile", "rtcpsummary") and
+    `modules` are loaded after the usual ones (e.g. "aufile", "sndfile", "rtcpsummary"; media
+    encryption, "srtp" with the account's `;mediaenc=srtp-mand`, before them) and
     `settings` ({key: value}) add config lines or replace the usual ones (e.g.
     {"audio_source": "aufile,/path/tone.wav", "snd_path": "/path"})."""
 
     MODULES = ("stdio", "account", "contact", "menu", "presence", "g711")
     SETTINGS = (("audio_player", "aubridge,nil"), ("audio_source", "aubridge,nil"))
+    # Media encryption registers before account.so reads the accounts' `mediaenc`.
+    FIRST = ("srtp", "dtls_srtp")
 
     def __init__(self, workdir, account, contact, listen="127.0.0.1:0", modules=(),
                  settings=None):
@@ -209,7 +212,8 @@ class Baresip(_Peer):
         self.account = account
         self.contact = contact
         self.listen = listen
-        self.modules = tuple(dict.fromkeys(self.MODULES + tuple(modules)))
+        first = tuple(name for name in modules if name in self.FIRST)
+        self.modules = tuple(dict.fromkeys(first + self.MODULES + tuple(modules)))
         self.settings = dict(self.SETTINGS, **(settings or {}))
         self.process = None
         self.log_path = self.workdir / "baresip.out"

@@ -165,15 +165,19 @@ audio = "intercom"               # the ALSA device of that name: 500 Hz in
 rtp_timeout = 5
 max_call_time = 30
 """
+ACCOUNT = "<sip:alice@127.0.0.1>;auth_pass=alice-pw;regint=0"
 
 
-def test_baresip_calls_the_intercom_and_each_hears_the_others_tone(tmp_path):
+def call_the_intercom(tmp_path, account=ACCOUNT, modules=BARESIP_MODULES):
+    """baresip (`account`, `modules`) calls the intercom with a 1 kHz tone, which answers
+    with 500 Hz; the call is held past the agent's first RTCP report and hung up. The
+    agent's last view of the call, baresip's RTCP summary, the agent's log and what
+    baresip printed; what each side heard is checked."""
     alsa = sound_devices(tmp_path)
     settings, dumps = baresip_settings(tmp_path, 1000)
     env = {"ALSA_CONFIG_PATH": str(alsa.config)}
     with running_home(HOME_CALLED, "sipcall-", env=env) as agent, start_baresip(
-            tmp_path / "baresip", "<sip:alice@127.0.0.1>;auth_pass=alice-pw;regint=0",
-            modules=BARESIP_MODULES, settings=settings) as baresip:
+            tmp_path / "baresip", account, modules=modules, settings=settings) as baresip:
         assert wait_for(lambda: "baresip is ready" in baresip.shown()), baresip.shown()
         baresip.command("/dial sip:gate@%s" % agent.address)
         call = hold_call(agent, baresip, FIRST_REPORT)
@@ -189,11 +193,35 @@ def test_baresip_calls_the_intercom_and_each_hears_the_others_tone(tmp_path):
         assert agent.status()["calls"] == []
         stats = summary(baresip)
         log = agent.log()
+        shown = baresip.shown()
     assert "call %s with sip:alice@127.0.0.1 ended: the other side hung up" % call["id"] in (
         log), log
     print("intercom heard", check_agent_heard(alsa, "intercom", media, 1000), media)
     print("baresip heard", check_baresip_heard(dumps, stats, media, ALSA_TONES["intercom"]),
           stats)
+    return call, log, shown
+
+
+def test_baresip_calls_the_intercom_and_each_hears_the_others_tone(tmp_path):
+    call, _, _ = call_the_intercom(tmp_path)
+    assert "srtp" not in call["media"], call
+
+
+def test_baresip_calls_over_srtp_and_each_hears_the_others_tone(tmp_path):
+    """baresip with `mediaenc=srtp-mand` offers RTP/SAVP with an SDES key (RFC 4568); the
+    intercom answers with its own. Each side hearing the other's tone, with under 1% lost,
+    means each decrypts what the other encrypts (RTCP too: baresip's summary is of the
+    agent's SRTCP reports), and nothing plain was taken: baresip drops what does not
+    authenticate, and the agent counts what it dropped."""
+    call, log, shown = call_the_intercom(
+        tmp_path, ACCOUNT + ";mediaenc=srtp-mand", BARESIP_MODULES + ("srtp",))
+    media = call["media"]
+    assert (media.get("srtp"), media.get("srtp_failed")) == (
+        "AES_CM_128_HMAC_SHA1_80", 0), (media, shown)
+    assert "the audio is SRTP (AES_CM_128_HMAC_SHA1_80)" in log, log
+    assert re.search(r"srtp: audio: SRTP is Enabled \(cryptosuite=AES_CM_128_HMAC_SHA1_80\)",
+                     shown), shown
+    assert "failed to decrypt" not in shown, shown
 
 
 HOME_DOORBELL = """
@@ -283,6 +311,23 @@ def test_status_tells_how_the_call_baresip_hung_up_ended(tmp_path):
     assert [(entry["reason"], entry["direction"]) for entry in ended] == [
         ("the other side hung up", "in")], status["recent_calls"]
 
+
+def test_baresips_best_effort_srtp_gets_srtp_too(tmp_path):
+    """baresip's `mediaenc=srtp` offers RTP/AVP with a=crypto (SRTP if the other side
+    takes it, plain if not): the intercom takes it."""
+    with running_home(HOME_SHORT, "sipsrtp-") as agent, start_baresip(
+            tmp_path / "baresip", ACCOUNT + ";mediaenc=srtp",
+            modules=("aubridge", "srtp")) as baresip:
+        assert wait_for(lambda: "baresip is ready" in baresip.shown()), baresip.shown()
+        baresip.command("/dial sip:gate@%s" % agent.address)
+        call = wait_for(lambda: answered_call(agent), timeout=10)
+        assert call, agent.output() + baresip.shown()
+        assert (call["media"].get("srtp"), call["media"].get("srtp_failed")) == (
+            "AES_CM_128_HMAC_SHA1_80", 0), call
+        assert wait_for(lambda: "SRTP is Enabled" in baresip.shown()), baresip.shown()
+        baresip.command("/hangup")
+        assert wait_for(lambda: "ended: the other side hung up" in agent.log()), agent.log()
+    assert "Using media encryption 'srtp'" in baresip.shown(), baresip.shown()
 
 
 HOME_PROXY = """
