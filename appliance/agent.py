@@ -70,7 +70,7 @@ class Agent:
         listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
         # agent.domain names the devices; Via and Contact carry where we can be reached.
         self.stack = SipStack(listen, self._on_event, self.capabilities,
-                              user_agent=USER_AGENT)
+                              user_agent=USER_AGENT, tls=config.tls)
         self.registrations = self._registrations_for(config)
         self.access = Access(self.stack, config.users, _realm(config), self._respond,
                              config.agent.digest_algorithms, self.device_uri,

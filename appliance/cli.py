@@ -79,7 +79,7 @@ def _parser():
 
     options = commands.add_parser("options", help="SIP ping: send OPTIONS to a URI")
     options.add_argument("uri", metavar="URI")
-    _client_arguments(options)
+    _client_arguments(options, ca=True)
     options.set_defaults(func=cmd_options)
 
     do = commands.add_parser("do", help="control a device: send DO, print the new state")
@@ -89,14 +89,14 @@ def _parser():
                          "(sent as text/plain)")
     do.add_argument("--json", metavar="OBJECT",
                     help='send this application/json instead, e.g. \'{"state": "ON"}\'')
-    _client_arguments(do)
+    _client_arguments(do, ca=True)
     do.set_defaults(func=cmd_do)
 
     message = commands.add_parser("message", help="send a MESSAGE (text/plain) to a URI")
     message.add_argument("uri", metavar="URI")
     message.add_argument("text", nargs="+", metavar="TEXT",
                          help="the words, joined by spaces (a device takes a command)")
-    _client_arguments(message)
+    _client_arguments(message, ca=True)
     message.set_defaults(func=cmd_message)
 
     subscribe = commands.add_parser(
@@ -149,7 +149,7 @@ def _seconds(text):
     return int(text)
 
 
-def _client_arguments(parser, verbose=True):
+def _client_arguments(parser, verbose=True, ca=False):
     parser.add_argument("--from", dest="from_uri", metavar="URI",
                         help="From URI (default sip:appliance@<local address>)")
     parser.add_argument("--proxy", metavar="URI", help="send via this proxy")
@@ -167,6 +167,10 @@ def _client_arguments(parser, verbose=True):
     if verbose:
         parser.add_argument("-v", "--verbose", action="store_true",
                             help="print the whole response")
+    if ca:
+        parser.add_argument("--ca", metavar="FILE",
+                            help="over TLS (sips:), trust the CAs in this PEM file instead "
+                                 "of the system's")
 
 
 # -- run -----------------------------------------------------------------------------------
@@ -537,7 +541,7 @@ def cmd_options(args):
 
     listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
     result = asyncio.run(options(args.uri, from_uri=args.from_uri, proxy=args.proxy,
-                                 timeout=args.timeout, listen=listen,
+                                 timeout=args.timeout, listen=listen, ca=args.ca,
                                  **_credentials(args)))
     return _print_result(result, args.verbose)
 
@@ -579,7 +583,7 @@ def _send(method, args, content_type, text):
     return asyncio.run(send_once(
         method, args.uri, from_uri=args.from_uri, proxy=args.proxy, timeout=args.timeout,
         listen=listen, fields=[("Content-Type", content_type)], body=text.encode("utf-8"),
-        **_credentials(args)))
+        ca=args.ca, **_credentials(args)))
 
 
 def _state_line(response):

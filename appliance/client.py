@@ -6,6 +6,7 @@ from .agent import USER_AGENT
 from .errors import ApplianceError
 from .net.resolver import resolve
 from .net.stack import SipStack
+from .net.tls import TlsContexts
 from .sip.digest import DigestClient
 from .sip.errors import ParseError
 from .sip.events import ResponseReceived, TransactionTimedOut, TransportFailed
@@ -40,19 +41,22 @@ def _target(uri_text, what):
 
 
 async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, listen=(),
-                    fields=(), body=b"", username=None, password=None):
+                    fields=(), body=b"", username=None, password=None, ca=None):
     """Send one request outside a dialog and wait for its final response.
 
     With `username` and `password`, a 401 or 407 is answered with digest credentials: the
     request goes again with the next CSeq (RFC 3261 section 22.2), once per new challenge.
+    Over TLS (a sips: URI or proxy, transport=tls) the server's certificate must chain to
+    a CA of the file `ca` (None: the system's CAs) and name the URI's host; no tls:
+    listener is needed (a client has no certificate to offer).
     """
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
-    transport, address, port = await resolve(next_hop)  # udp or tcp: what we can send
+    transport, address, port = await resolve(next_hop, transports=("udp", "tcp", "tls"))
     family_any = "::" if ":" in address else "0.0.0.0"
     if listen:
         specs = [(s.transport, s.host, s.port) for s in listen]
-        if transport not in [spec[0] for spec in specs]:
+        if transport != "tls" and transport not in [spec[0] for spec in specs]:
             raise ClientError("%s goes over %s, but --listen has no %s: listener"
                               % (next_hop, transport, transport))
     else:
@@ -69,7 +73,7 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
 
     # To a peer on this machine, say so in Via and From rather than naming the LAN address.
     advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
-    stack = SipStack(specs, on_event, advertise=advertise)
+    stack = SipStack(specs, on_event, advertise=advertise, tls=TlsContexts(ca=ca))
     await stack.start()
     endpoint = stack.endpoint
     digest = None

@@ -12,6 +12,10 @@ and mDNS names. `resolve(uri)` is the first target, for callers that try only on
 DNS goes through dnspython's asyncio resolver, set up from /etc/resolv.conf and set up
 again when that file changes (DHCP rewrites it). A system with no DNS server configured
 uses getaddrinfo alone.
+
+A TLS target's server must prove the host of the URI that led to it (RFC 5922 section
+4.1), not the address it resolved to: `locate()` notes that host for each TLS target it
+returns, and `server_name(address, port)` gives it to the connection that opens.
 """
 
 import asyncio
@@ -46,6 +50,10 @@ _RDTYPES = {socket.AF_INET: dns.rdatatype.A, socket.AF_INET6: dns.rdatatype.AAAA
 # One place to send to: "udp", "tcp" or "tls"; an IP address (IPv6 without brackets); a port.
 Target = collections.namedtuple("Target", "transport host port")
 
+# (address, port) of a TLS target -> the host its certificate must name, most recent last.
+_server_names = collections.OrderedDict()
+SERVER_NAMES = 256  # kept at most: the oldest is forgotten first
+
 
 class ResolveError(ApplianceError):
     """A SIP URI leads to no target this agent can send to."""
@@ -79,7 +87,7 @@ async def locate(
         if _family(host) not in families:
             version = "IPv6" if _family(host) == socket.AF_INET6 else "IPv4"
             raise ResolveError("cannot reach %s: %s is not available" % (name, version))
-        return [Target(default, host, uri.port or _PORTS[default])]
+        return _noted([Target(default, host, uri.port or _PORTS[default])], host)
     if uri.port is not None:
         looked_for = "address"
         targets = await lookup.targets(default, host, uri.port)
@@ -99,7 +107,25 @@ async def locate(
         )
     if not targets:
         raise ResolveError("cannot resolve %s: %s" % (name, lookup.reason(looked_for)))
-    return list(dict.fromkeys(targets))
+    return _noted(list(dict.fromkeys(targets)), host)
+
+
+def server_name(address, port):
+    """The host a TLS server at `address`:`port` must name in its certificate: that of the
+    URI last located there, else the address itself (a Via's sent-by, a URI with an IP)."""
+    return _server_names.get((address.strip("[]"), port), address.strip("[]"))
+
+
+def _noted(targets, host):
+    """`targets`, with `host` noted as the name each TLS one must prove (server_name)."""
+    for target in targets:
+        if target.transport == "tls":
+            key = (target.host, target.port)
+            _server_names.pop(key, None)
+            _server_names[key] = host.rstrip(".")
+            if len(_server_names) > SERVER_NAMES:
+                _server_names.popitem(last=False)
+    return targets
 
 
 def _transport_param(uri, name, transports):

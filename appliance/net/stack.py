@@ -1,9 +1,9 @@
 """The asyncio side of the SIP core: sockets in, sockets out, one timer.
 
-`SipStack` owns a core `Endpoint`, the UDP and TCP listeners of its listen specs and the
-outgoing TCP connections. Bytes that arrive go to the endpoint with the loop's clock in
-milliseconds; what the endpoint wants sent is sent; its events go to one handler; its
-next deadline re-arms a single timer. No SIP logic lives here (STYLE.md: adapters stay
+`SipStack` owns a core `Endpoint`, the UDP, TCP and TLS listeners of its listen specs and
+the outgoing TCP and TLS connections. Bytes that arrive go to the endpoint with the loop's
+clock in milliseconds; what the endpoint wants sent is sent; its events go to one handler;
+its next deadline re-arms a single timer. No SIP logic lives here (STYLE.md: adapters stay
 thin).
 """
 
@@ -17,7 +17,9 @@ from ..errors import ApplianceError
 from ..sip.endpoint import Capabilities, Datagram, Endpoint
 from ..sip.stun import is_stun
 from ..sip.transaction import TimerValues
-from .tcp import TcpConnections
+from .resolver import server_name
+from .tcp import HANDSHAKE_TIMEOUT, TcpConnections
+from .tls import TlsContexts
 from .udp import UdpListener
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,15 @@ class SipStack:
     """Moves bytes between sockets and a core Endpoint.
 
     `handler(event)` is called on the loop for every core event. `listen` is a sequence of
-    (transport, host, port); port 0 picks a free port (see `bound`).
+    (transport, host, port); port 0 picks a free port (see `bound`). `tls` is the [tls]
+    config (certificate, key, ca) or a tls.TlsContexts; None: no certificate (no tls:
+    listener), servers verified against the system's CAs. Outgoing TLS needs no tls:
+    listener: without one, Via names the TCP listener (see `_borrow_tls`). A TLS peer
+    that has not finished its handshake after `handshake_timeout` seconds is dropped.
     """
 
     def __init__(self, listen, handler, capabilities=None, timers=None, user_agent=None,
-                 advertise=None):
+                 advertise=None, tls=None, handshake_timeout=HANDSHAKE_TIMEOUT):
         self.listen = list(listen)
         self.handler = handler
         self.advertise = advertise
@@ -66,7 +72,11 @@ class SipStack:
         )
         self.bound = []  # (transport, host, port) actually listening
         self._udp = []
+        self.tls = tls if isinstance(tls, TlsContexts) else TlsContexts.from_config(tls)
         self._tcp = TcpConnections(self)
+        self._tls = TcpConnections(self, "tls", self.tls, server_name, handshake_timeout)
+        self._streams = {"tcp": self._tcp, "tls": self._tls}
+        self._tls_borrowed = None  # the transport whose address Via gives for TLS, if any
         self._timer = None
         self._timer_deadline = None
         self._loop = None
@@ -81,8 +91,11 @@ class SipStack:
     async def start(self):
         """Bind every listen spec; UDP and TCP of one spec with port 0 share one port."""
         self._loop = asyncio.get_running_loop()
+        if self.tls.ca:
+            self.tls.client()  # a CA file that cannot be loaded stops the start here
         for attempt in range(SHARED_PORT_ATTEMPTS):
             if await self._bind(last=attempt == SHARED_PORT_ATTEMPTS - 1):
+                self._borrow_tls()
                 return
             await self._unbind()
 
@@ -91,7 +104,8 @@ class SipStack:
         for the other (an outgoing TCP connection may hold it), so all must pick again."""
         chosen = {}
         for transport, host, port in self.listen:
-            shared = port == 0 and host in chosen
+            # TLS is TCP too: it cannot share the TCP listener's port.
+            shared = port == 0 and host in chosen and transport != "tls"
             if shared:
                 port = chosen[host]
             try:
@@ -99,18 +113,19 @@ class SipStack:
                     listener = await UdpListener.open(self, host, port)
                     self._udp.append(listener)
                     port = listener.port
-                elif transport == "tcp":
-                    port = await self._tcp.listen(host, port)
+                elif transport in self._streams:
+                    port = await self._streams[transport].listen(host, port)
                 else:
                     raise ApplianceError(
-                        "listening on %s:%s:%d: this version serves udp and tcp only; "
-                        "use udp: or tcp: listen specs" % (transport, host, port)
+                        "listening on %s:%s:%d: this version serves udp, tcp and tls only"
+                        % (transport, host, port)
                     )
             except OSError as error:
                 if shared and not last and error.errno == errno.EADDRINUSE:
                     return False
                 raise
-            chosen[host] = port
+            if transport != "tls":
+                chosen.setdefault(host, port)
             self.bound.append((transport, host, port))
             local_host = self.advertise or _advertised_host(host)
             self.endpoint.local.setdefault(transport, (local_host, port))
@@ -121,19 +136,37 @@ class SipStack:
         for listener in self._udp:
             listener.close()
         self._udp = []
-        for server in self._tcp.servers:
-            server.close()
-            await server.wait_closed()
-        self._tcp.servers = []
+        for streams in self._streams.values():
+            for server in streams.servers:
+                server.close()
+                await server.wait_closed()
+            streams.servers = []
         self.bound = []
         self.endpoint.local = {}
+        self._tls_borrowed = None
+
+    def _borrow_tls(self):
+        """Without a tls: listener, requests still go out over TLS (a client needs no
+        certificate): their Via gives the TCP listener's address (else the UDP one's). A
+        peer replies on the connection the request went on; should that close, its
+        attempt to reach the Via's port fails, as it would for any address it cannot
+        reach."""
+        local = self.endpoint.local
+        if "tls" in local:
+            return
+        for transport in ("tcp", "udp"):
+            if transport in local:
+                local["tls"] = local[transport]
+                self._tls_borrowed = transport
+                return
 
     async def close(self):
         if self._timer is not None:
             self._timer.cancel()
         for listener in self._udp:
             listener.close()
-        await self._tcp.close()
+        for streams in self._streams.values():
+            await streams.close()
 
     # -- in ------------------------------------------------------------------------------
 
@@ -202,7 +235,8 @@ class SipStack:
         if transport == "udp":
             self.send_raw(data, transport, host, port)
             return True
-        connection = self._tcp.connections.get((host.strip("[]"), port))
+        streams = self._streams.get(transport)
+        connection = streams and streams.connections.get((host.strip("[]"), port))
         if connection is None:
             return False
         connection.parser.pong_expected = True
@@ -212,17 +246,19 @@ class SipStack:
     def keep_flow(self, transport, host, port, keep=True):
         """Keep the stream connection to a peer open while idle (the flow to the registrar,
         on which requests for the devices come in)."""
-        if transport != "udp":
+        streams = self._streams.get(transport)
+        if streams is not None:
             key = (host.strip("[]"), port)
             if keep:
-                self._tcp.kept.add(key)
+                streams.kept.add(key)
             else:
-                self._tcp.kept.discard(key)
+                streams.kept.discard(key)
 
     def close_flow(self, transport, host, port):
         """Close the stream connection to a peer (a flow that failed): what was sent on it
         fails now, and what is sent to that peer next goes on a new connection."""
-        if transport != "udp" and self._tcp.drop((host.strip("[]"), port)):
+        streams = self._streams.get(transport)
+        if streams is not None and streams.drop((host.strip("[]"), port)):
             self.endpoint.connection_closed(transport, host, port, self.now())
             self.flush()
 
@@ -242,6 +278,8 @@ class SipStack:
         table picks (no packet is sent); None when there is no route."""
         if self.advertise:
             return self.advertise.strip("[]")
+        if transport == "tls" and self._tls_borrowed:
+            transport = self._tls_borrowed
         for bound_transport, bound_host, _ in self.bound:
             if bound_transport == transport and bound_host not in _WILDCARDS:
                 return bound_host.strip("[]")
@@ -257,6 +295,8 @@ class SipStack:
             if bound_host in _WILDCARDS and (":" in host) == (bound_host == "::"):
                 self.endpoint.local[transport] = (host if ":" not in host else "[%s]" % host,
                                                   port)
+        if self._tls_borrowed:
+            self.endpoint.local["tls"] = self.endpoint.local[self._tls_borrowed]
 
     def send_raw(self, data, transport, host, port):
         """Bytes that are not SIP (keep-alives, STUN) from the SIP socket."""
@@ -292,8 +332,8 @@ class SipStack:
                 log.warning("no UDP socket for %s", datagram.host)
                 return
             listener.send(datagram.data, datagram.host, datagram.port)
-        elif datagram.transport == "tcp":
-            self._tcp.send(datagram)
+        elif datagram.transport in self._streams:
+            self._streams[datagram.transport].send(datagram)
         else:
             log.warning("cannot send over %s", datagram.transport)
 

@@ -209,8 +209,10 @@ def test_options_with_a_bad_uri_says_so(tmp_path):
 
 def test_options_to_a_target_it_cannot_reach_says_why(tmp_path):
     for args, message in (
-        (("sips:porch@127.0.0.1:25061",), "needs TLS"),
-        (("sip:porch@127.0.0.1:25060;transport=tls",), "needs TLS"),
+        # Nothing listens there: over TLS, as the URI asks.
+        (("sips:porch@127.0.0.1:25061",), "cannot reach sips:porch@127.0.0.1:25061 over tls"),
+        (("sip:porch@127.0.0.1:25060;transport=tls",),
+         "cannot reach sip:porch@127.0.0.1:25060;transport=tls over tls"),
         (("sip:porch@127.0.0.1:25060;transport=tcp", "--listen", "udp:127.0.0.1:0"),
          "--listen has no tcp: listener"),
     ):

@@ -57,11 +57,13 @@ def sipp_binary():
 
 
 def start_kamailio(workdir, users, **kwargs):
-    """A Kamailio home proxy to use in `with`: a failure in CI when it is not installed."""
+    """A Kamailio home proxy to use in `with` (`tls=Certificates` adds a TLS listener): a
+    failure in CI when it, or its tls module, is not installed."""
     try:
         return Kamailio(workdir, users, **kwargs)
     except PeerMissing as missing:
-        peer_unavailable("Kamailio (`kamailio`)", str(missing).rpartition("; ")[2])
+        what, _, hint = str(missing).partition(" is not installed; ")
+        peer_unavailable(what, hint)
 
 
 def start_coturn(workdir, **kwargs):

@@ -2,9 +2,10 @@
 coturn for STUN, baresip as a softphone, Mosquitto as the MQTT broker.
 
 `Kamailio(workdir, users={"alice": "s3cret"})` fills tests/interop/kamailio/kamailio.cfg.in,
-runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit. No
-pytest here: a missing binary raises PeerMissing, which the tests' fixture turns into a
-failure in CI.
+runs `kamailio` in the foreground on 127.0.0.1 and a free port, and stops it on exit; with
+`tls=Certificates(...)` it listens on TLS too (its tls module, from the Debian package
+kamailio-tls-modules). No pytest here: a missing binary or module raises PeerMissing, which
+the tests' fixture turns into a failure in CI.
 """
 
 import errno
@@ -22,6 +23,7 @@ HOST = "127.0.0.1"
 
 TEMPLATE = Path(__file__).parent / "kamailio" / "kamailio.cfg.in"
 KAMAILIO_INSTALL_HINT = "apt-get install kamailio"
+KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"  # as the template's mpath
 
 
 class PeerMissing(Exception):
@@ -81,14 +83,20 @@ class Kamailio(_Peer):
     """The home proxy: a registrar with digest auth for `users`, realm `realm`."""
 
     def __init__(self, workdir, users, realm="home.arpa", algorithm="MD5", host=HOST,
-                 port=None, prefix=()):
+                 port=None, prefix=(), tls=None):
         """`prefix` runs it elsewhere (["ip", "netns", "exec", NAME]); `host`/`port` are
-        where it listens there."""
+        where it listens there. `tls` (a Certificates) adds a TLS listener on `tls_port`
+        with its server certificate; it asks no client for one."""
         self.binary = shutil.which("kamailio") or (
             "/usr/sbin/kamailio" if os.path.exists("/usr/sbin/kamailio") else None
         )
         if self.binary is None:
             raise PeerMissing("Kamailio (`kamailio`) is not installed; " + KAMAILIO_INSTALL_HINT)
+        if tls is not None and not os.path.exists(KAMAILIO_MODULES + "tls.so"):
+            raise PeerMissing("Kamailio's tls module is not installed; "
+                              "apt-get install kamailio-tls-modules")
+        self.tls = tls
+        self.tls_port = None
         self.workdir = Path(workdir)
         self.users = dict(users)
         self.realm = realm
@@ -103,23 +111,33 @@ class Kamailio(_Peer):
         users = "\n".join('    $sht(users=>%s) = "%s";' % item for item in self.users.items())
         text = TEMPLATE.read_text()
         for name, value in (("REALM", self.realm), ("HOST", self.host),
-                            ("PORT", str(self.port)),
+                            ("PORT", str(self.port)), ("TLS_PORT", str(self.tls_port or 0)),
                             ("RUNDIR", str(self.workdir)), ("ALGORITHM", self.algorithm),
                             ("USERS", users)):
             text = text.replace("@%s@" % name, value)
         path = self.workdir / "kamailio.cfg"
         path.write_text(text)
+        if self.tls is not None:
+            (self.workdir / "tls.cfg").write_text("".join(
+                "[%s:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+                "require_certificate = no\n%s\n" % (side, keys) for side, keys in (
+                    ("server", "certificate = %s\nprivate_key = %s\n"
+                     % (self.tls.server_cert, self.tls.server_key)),
+                    ("client", ""))))
         return path
 
     def __enter__(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = free_port()
+        if self.tls is not None and self.tls_port is None:
+            self.tls_port = free_port()
         config = self._config()
+        defines = ["-A", "WITH_TLS"] if self.tls is not None else []
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [*self.prefix, self.binary, "-f", str(config), "-DD", "-E", "-Y",
-                 str(self.workdir), "-w", str(self.workdir)],
+                 str(self.workdir), "-w", str(self.workdir), *defines],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -135,6 +153,10 @@ class Kamailio(_Peer):
     @property
     def uri(self):
         return "sip:%s:%d" % (self.host, self.port)
+
+    @property
+    def tls_uri(self):
+        return "sips:%s:%d" % (self.host, self.tls_port)
 
     def registers(self, aor=None):
         """How many REGISTER requests it has received (for `aor`, a To URI, if given)."""
