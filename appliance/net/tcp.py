@@ -143,6 +143,11 @@ class TcpConnection(asyncio.Protocol):
                 stack.pong_received(transport, self.peer[0], self.peer[1])
             else:
                 stack.receive(item, transport, self.peer)
+        if self.parser.error is not None:
+            # What came before the fault is answered (the answers go out before the close).
+            log.info("closing %s connection from %s:%d: %s", self.owner.label, self.peer[0],
+                     self.peer[1], self.parser.error.reason)
+            self.transport.close()
 
     def connection_lost(self, exc):
         self.closed = True

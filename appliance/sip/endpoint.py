@@ -193,9 +193,13 @@ class Endpoint:
         self._emit(RequestReceived(request, transaction, peer, dialog))
 
     def _receive_ack(self, request, peer):
-        """An ACK that matched no transaction acknowledges a 2xx: it belongs to a dialog."""
+        """An ACK that matched no transaction acknowledges a 2xx: it belongs to a dialog.
+        It cannot be answered, so one whose CSeq or Request-URI cannot be read is dropped:
+        the user reads them (the CSeq number says which 2xx it acknowledges)."""
         try:
             dialog = self.dialogs.get(dialog_id_for_request(request))
+            request.cseq  # noqa: B018 - parsed now, as for every request handed over
+            request.uri  # noqa: B018
         except ParseError as error:
             self._emit(MessageDropped(error.reason, peer, None))
             return

@@ -266,7 +266,10 @@ class Response(Message):
 
 def _parse_top_via(value):
     if "," in value:
-        value = split_list(value)[0]
+        values = split_list(value)
+        if not values:
+            raise ParseError("Malformed Via")  # only commas: "Via: ,,"
+        value = values[0]
     return parse_via(value)
 
 
@@ -311,7 +314,8 @@ def _parse_fields(lines):
             if not fields:
                 raise ParseError("Continuation line before any header")
             # Folding is LWS: the line break and leading white space become one space.
-            fields[-1][1] = (fields[-1][1] + " " + line.strip()).strip()
+            # (SP and HTAB only: other white space is part of the value, as unfolded.)
+            fields[-1][1] = (fields[-1][1] + " " + line.strip(" \t")).strip(" \t")
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
@@ -428,6 +432,9 @@ class StreamParser:
     `feed(data)` returns a list whose items are the bytes of each complete message,
     or `PING` (a double CRLF, RFC 5626 keep-alive) or `PONG` (a single CRLF). Raises
     ParseError when the stream cannot be framed (the connection should then be closed).
+    Messages framed before the fault in the same `feed` are returned first, so that they
+    are answered (RFC 4475 3.1.1.8, 3.3.9); `error` then holds the fault, which the next
+    `feed` raises.
 
     A lone CRLF could be the start of a ping, so it is held until more bytes come, unless
     `pong_expected` is set (this side sent a ping): then it is the pong, at once.
@@ -439,13 +446,26 @@ class StreamParser:
     def __init__(self, max_message=65536):
         self.max_message = max_message
         self.pong_expected = False
+        self.error = None
         self._buffer = b""
 
     def feed(self, data):
+        if self.error is not None:
+            raise self.error
+        out = []
+        try:
+            self._frame(data, out)
+        except ParseError as error:
+            if not out:
+                raise
+            self.error = error
+            self._buffer = b""
+        return out
+
+    def _frame(self, data, out):
         buffer = self._buffer + data if self._buffer else data
         size = len(buffer)
         pos = 0  # where the unframed bytes start; the buffer is sliced once, at the end
-        out = []
         while pos < size:
             if buffer[pos] in (13, 10):  # CR, LF
                 rest = size - pos
@@ -479,7 +499,6 @@ class StreamParser:
             out.append(buffer[pos : pos + total])
             pos += total
         self._buffer = buffer[pos:] if pos else buffer
-        return out
 
 
 def _check_start(buffer):

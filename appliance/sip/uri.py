@@ -46,8 +46,9 @@ def _check(text, allowed, what):
 
 
 def _unescape(text, what="component"):
-    """Decode %HH escapes, except those of reserved characters, which are kept (in upper
-    case); the result is used for comparison only."""
+    """Decode %HH escapes, except those of reserved characters and of octets above 0x7f
+    (any octet may be escaped, UTF-8 or not), which are kept (in upper case); the result
+    is used for comparison only."""
     if "%" not in text:
         return text
     out = bytearray()
@@ -60,7 +61,7 @@ def _unescape(text, what="component"):
             if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
                 raise ParseError("Bad escape in URI %s" % what)
             code = int(pair, 16)
-            if chr(code) in _RESERVED:
+            if code > 0x7F or chr(code) in _RESERVED:
                 out.extend(b"%" + pair.upper().encode())
             else:
                 out.append(code)
