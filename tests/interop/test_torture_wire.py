@@ -123,20 +123,21 @@ RFC4475 = {
     "test": (DROPPED, DROPPED),
 }
 
-# Over TCP, where the answers differ from UDP's: file -> (statuses, then the connection
-# OPEN or CLOSED), the same with or without a device's Request-URI.
+# Over TCP, where it differs from UDP: file -> (statuses, then the connection OPEN or
+# CLOSED), the same with or without a device's Request-URI; or the end state alone, after
+# the answer UDP gets. Every other file gets its UDP answer, and the connection stays OPEN.
 RFC4475_STREAM = {
     "baddn": ((), OPEN),  # no empty line after its headers: the rest may still come
     "clerr": ((), OPEN),  # 3.1.2.2: waits for the 9999 bytes of its Content-Length
     "ncl": ((), CLOSED),  # 3.1.2.3: a negative Content-Length cannot frame anything
     "inv2543": ((), CLOSED),  # 3.4.1: no Content-Length, which a stream needs
     "test": ((), CLOSED),  # not a SIP start line
-    # Framed by the first of its two Content-Length values (13), answered; what follows
-    # cannot start a message, which ends the stream (3.3.9).
-    "mcl01": ((400,), None),
+    # Framed by the first of its two Content-Length values (13) and answered; what follows
+    # cannot start a message, so the connection is closed after the answer (3.3.9).
+    "mcl01": ((400,), CLOSED),
     # The REGISTER, a CRLF (a keep-alive pong), the INVITE framed by its Content-Length
-    # (to joe: 404), then bytes that cannot start a message (3.1.1.8).
-    "dblreq": ((405, 404), None),
+    # (to joe: 404), then bytes that cannot start a message: closed (3.1.1.8).
+    "dblreq": ((405, 404), CLOSED),
 }
 
 RFC5118 = {
@@ -161,8 +162,9 @@ RFC5118 = {
 }
 RFC5118_STREAM = {
     "4.6-ipv6-in-sdp": ((), OPEN),
-    "4.8-mult-ip-in-sdp": None,  # answered as over UDP; then the stream is at its end
-    "4.9-ipv4-mapped-ipv6": None,
+    # Answered as over UDP; the rest of the body cannot start a message: closed.
+    "4.8-mult-ip-in-sdp": CLOSED,
+    "4.9-ipv4-mapped-ipv6": CLOSED,
 }
 # The RFC 5118 messages whose printed Content-Length disagrees with their bodies, sent
 # again with it corrected (the only change): they are answered like their neighbours.
@@ -507,14 +509,11 @@ def run_pass(agent, transport, variant, files, table, stream_table):
             got = statuses[0] if len(statuses) == 1 else DROPPED if not statuses else statuses
             expected = expected_udp
         else:
-            stream = stream_table.get(name, False)
-            if stream is False or stream is None:
-                answers = () if expected_udp == DROPPED else (expected_udp,)
-                expected = (answers, OPEN if stream is False else None)
-            else:
-                expected = stream
+            expected = stream_table.get(name, OPEN)
+            if isinstance(expected, str):
+                expected = (() if expected_udp == DROPPED else (expected_udp,), expected)
             statuses, state, probe = send_tcp(agent, data, number, len(expected[0]))
-            got = (tuple(statuses), state if expected[1] is not None else None)
+            got = (tuple(statuses), state)
         if got != expected:
             problems.append("%s (%s, %s): expected %r, got %r"
                             % (name, transport, variant, expected, got))
