@@ -14,7 +14,7 @@ import ipaddress
 import logging
 
 from .redact import printable
-from .sip.auth import MISSING, DigestServer
+from .sip.auth import MISSING, STALE, DigestServer
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ TRUSTED = "trusted "  # authorize() names a trusted source's request "trusted AD
 class Access:
     def __init__(self, stack, users, realm, respond, algorithms=("SHA-256", "MD5"),
                  uri_for=None, trust=()):
-        """`users` are the config's [[users]]; `respond(event, status, reason, fields)`
-        answers a request and logs it; `algorithms` are offered in that order; `uri_for(name)`
+        """`users` are the config's [[users]]; `respond(event, status, reason, fields,
+        stateless=True)` answers a request statelessly (a refusal keeps no transaction:
+        see Endpoint.respond) and logs it; `algorithms` are offered in that order; `uri_for(name)`
         is a device's address of record, which a client behind a proxy signs."""
         self.stack = stack
         self.uri_for = uri_for
@@ -77,8 +78,8 @@ class Access:
             count, since = 0, now
         if count >= MAX_FAILURES:
             wait = max(1, int(since + FAILURE_WINDOW - now + 0.999))
-            self.respond(event, 503, "Too Many Failed Attempts",
-                         [("Retry-After", wait)])
+            self.respond(event, 503, "Too Many Failed Attempts", [("Retry-After", wait)],
+                         stateless=True)
             return None
         targets = (self.uri_for(device),) if self.uri_for is not None else ()
         result = self.server.check(request, self.stack.now(), self._password, targets)
@@ -89,14 +90,14 @@ class Access:
                 return user.name
             log.warning("%s may not use %s (its devices: %s)", user.name, device,
                         ", ".join(user.devices) or "none")
-            self.respond(event, 403, "Not Allowed For This Device")
+            self.respond(event, 403, "Not Allowed For This Device", (), stateless=True)
             return None
-        if result.outcome != MISSING:
+        if result.outcome not in (MISSING, STALE):  # stale: the right password, an old nonce
             log.warning("%s to %s from %s refused: %s (user %r)", request.method, device,
                         source, result.reason, printable(result.username or ""))
             self._failed(source, count + 1, since)
         status, name, values = self.server.rejection(result, self.stack.now())
-        self.respond(event, status, None, [(name, value) for value in values])
+        self.respond(event, status, None, [(name, value) for value in values], stateless=True)
         return None
 
     def _failed(self, source, count, since):

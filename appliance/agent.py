@@ -34,9 +34,11 @@ from .sip.events import (
     RequestReceived,
     RequestRejected,
     ResponseReceived,
+    SourceLimited,
     TransactionTimedOut,
     TransportFailed,
 )
+from .sip.limits import Limits
 from .sip.stun import parse_message as parse_stun
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ class Agent:
         listen = [(spec.transport, spec.host, spec.port) for spec in config.agent.listen]
         # agent.domain names the devices; Via and Contact carry where we can be reached.
         self.stack = SipStack(listen, self._on_event, self.capabilities,
-                              user_agent=USER_AGENT, tls=config.tls)
+                              user_agent=USER_AGENT, tls=config.tls,
+                              limits=_limits(config))
         self.registrations = self._registrations_for(config)
         self.access = Access(self.stack, config.users, _realm(config), self._respond,
                              config.agent.digest_algorithms, self.device_uri,
@@ -214,6 +217,7 @@ class Agent:
             log.warning("config reload: %s changed; restart the agent to apply it", key)
         before = {d.name: d for d in old.devices}
         after = {d.name: d for d in config.devices}
+        self.stack.endpoint.set_limits(_limits(config))
         changed_users = self.access.update(config.users, _realm(config),
                                            config.agent.digest_algorithms,
                                            config.agent.trust)
@@ -359,6 +363,9 @@ class Agent:
         elif isinstance(event, RequestRejected):
             self.counters["rejected"] += 1
             self._log_transaction(event.request, event.source, event.response)
+        elif isinstance(event, SourceLimited):
+            log.warning("%s sends requests faster than %d/s: dropping them until it slows "
+                        "down", event.source[1], self.stack.endpoint.limits.rate)
         elif isinstance(event, MessageDropped):
             self.counters["dropped"] += 1
             log.debug("dropped %s from %s: %s", _describe(event.data), _peer(event.source),
@@ -388,9 +395,9 @@ class Agent:
         device = self.devices.get(user) if user is not None else None
         method = request.method
         if device is None:
-            self._respond(event, 404)
+            self._respond(event, 404, stateless=True)
         elif method == "OPTIONS":
-            self._respond(event, 200, fields=self._options_fields)
+            self._respond(event, 200, fields=self._options_fields, stateless=True)
         elif method == "SUBSCRIBE" and device.type not in CALLED:
             self.notifier.subscribe(event, user)
         elif method in ("MESSAGE", "DO") and isinstance(device, Output):
@@ -456,8 +463,12 @@ class Agent:
             fields.append(("Allow-Events", ", ".join(self.capabilities.allow_events)))
         return fields
 
-    def _respond(self, event, status, reason=None, fields=(), body=b"", to_tag=None):
-        response = self.stack.respond(event.transaction, status, reason, fields, body, to_tag)
+    def _respond(self, event, status, reason=None, fields=(), body=b"", to_tag=None,
+                 stateless=False):
+        """Answer a request and log it; `stateless` for an answer that changes nothing and
+        may be given again (see Endpoint.respond)."""
+        response = self.stack.respond(event.transaction, status, reason, fields, body, to_tag,
+                                      stateless)
         self._log_transaction(event.request, event.source, response)
         return response
 
@@ -552,6 +563,9 @@ class Agent:
             "config": dict(self.loaded),
             "sip": dict(
                 self.counters,
+                limited=self.stack.endpoint.limited,
+                limited_sources=self.stack.endpoint.limited_sources(self.stack.now()),
+                refused=self.stack.endpoint.refused,
                 transactions=len(self.stack.endpoint.server_transactions)
                 + len(self.stack.endpoint.client_transactions),
             ),
@@ -569,6 +583,13 @@ class Agent:
 
 # Keys a running agent cannot change: the sockets, the control socket, where its state
 # lives, real or simulated pins, and TLS.
+def _limits(config):
+    """The SIP endpoint's limits: `[agent] rate_limit` a second per source, twice that at
+    once; the tables' bounds are the core's."""
+    rate = config.agent.rate_limit
+    return Limits(rate=rate, burst=max(1, 2 * rate))
+
+
 RESTART_KEYS = ("agent.listen", "agent.control", "agent.state_dir", "agent.simulate", "tls")
 
 

@@ -486,6 +486,11 @@ def cmd_status(args):
     sip = status["sip"]
     print("SIP: %d requests, %d rejected, %d dropped, %d transactions open"
           % (sip["requests"], sip["rejected"], sip["dropped"], sip["transactions"]))
+    if sip.get("limited") or sip.get("refused"):
+        print("  over the limits: %d requests dropped for their rate, %d answered 503%s"
+              % (sip["limited"], sip["refused"],
+                 "; dropping from " + ", ".join(sip["limited_sources"])
+                 if sip.get("limited_sources") else ""))
     loaded = status["config"]
     reloads = loaded["reloads"]
     print("config: %s, loaded %s%s" % (

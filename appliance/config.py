@@ -164,6 +164,9 @@ class AgentConfig:
     # Source networks whose requests control and watch every device without a challenge:
     # off by default; only a LAN of the home's own may be listed.
     trust: tuple[str, ...] = _key(_List(_Network(), '"192.168.1.0/24"'), ())
+    # Requests a second from one source address before the rest are dropped (twice as
+    # many in a burst); 0: no limit. Keep it above what the home proxy forwards.
+    rate_limit: int = _key(_Number("a number of requests a second", 0), 50)
     # Offered to [[users]], strongest first (RFC 8760); some clients (SIPp, older phones)
     # answer only the first challenge they are given: list only "MD5" for them.
     digest_algorithms: tuple[str, ...] = _key(

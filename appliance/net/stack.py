@@ -56,19 +56,20 @@ class SipStack:
     `handler(event)` is called on the loop for every core event. `listen` is a sequence of
     (transport, host, port); port 0 picks a free port (see `bound`). `tls` is the [tls]
     config (certificate, key, ca) or a tls.TlsContexts; None: no certificate (no tls:
-    listener), servers verified against the system's CAs. Outgoing TLS needs no tls:
+    listener), servers verified against the system's CAs. `limits` are the endpoint's (see
+    sip/limits.py). Outgoing TLS needs no tls:
     listener: without one, Via names the TCP listener (see `_borrow_tls`). A TLS peer
     that has not finished its handshake after `handshake_timeout` seconds is dropped.
     """
 
     def __init__(self, listen, handler, capabilities=None, timers=None, user_agent=None,
-                 advertise=None, tls=None, handshake_timeout=HANDSHAKE_TIMEOUT):
+                 advertise=None, tls=None, handshake_timeout=HANDSHAKE_TIMEOUT, limits=None):
         self.listen = list(listen)
         self.handler = handler
         self.advertise = advertise
         self.endpoint = Endpoint(
             {}, RandomTokens(), capabilities or Capabilities(), timers or TimerValues(),
-            user_agent,
+            user_agent, limits,
         )
         self.bound = []  # (transport, host, port) actually listening
         self._udp = []
@@ -207,9 +208,10 @@ class SipStack:
         self.flush()
         return transaction
 
-    def respond(self, transaction, status, reason=None, fields=(), body=b"", to_tag=None):
+    def respond(self, transaction, status, reason=None, fields=(), body=b"", to_tag=None,
+                stateless=False):
         response = self.endpoint.respond(
-            transaction, status, reason, fields, body, to_tag, self.now()
+            transaction, status, reason, fields, body, to_tag, self.now(), stateless
         )
         self.flush()
         return response

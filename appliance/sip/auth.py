@@ -35,10 +35,15 @@ Rules:
   same nonce and opaque (as in RFC 7616 section 3.9.1), qop="auth". qop=auth-int, -sess
   algorithms and RFC 2069 answers without qop are refused: qop=auth with nc and cnonce is
   what makes replays detectable.
-- Nonces are `token(32)` (128 bits), remembered with their creation time and the last nonce
-  count accepted, in a table of at most `max_nonces`: issuing one more drops the oldest, so
-  a flood of unauthenticated requests costs bounded memory, and a client whose nonce was
-  dropped gets STALE and carries on. A nonce older than `nonce_lifetime` ms is stale.
+- A nonce is made, not stored: 64 random bits, its creation time and a 128-bit SHA-256
+  MAC of both under a secret of the server's (`token(32)`, new with each server, so a
+  restart makes earlier nonces unknown). Challenging costs no memory, so a flood of
+  requests that are never authenticated cannot push a client's nonce out of a table
+  between its challenge and its answer. A nonce older than `nonce_lifetime` ms is stale.
+- A nonce is remembered (its creation time, the last nonce count accepted, a failure on it)
+  once credentials are checked against it, in a table of at most `max_nonces`; making room
+  forgets the entry used first, and every nonce made no later than a forgotten one is stale
+  from then on, so a forgotten nonce can never be replayed from a count of 1 again.
 - A nonce count is recorded only when the response is right, so a forged request cannot
   use up a client's counts. Nonce counts must rise (RFC 7616 section 3.4); one that does
   not is a replay, or requests sent in parallel arriving out of order: it is refused with a
@@ -62,7 +67,7 @@ Rules:
 
 from .digest import ALGORITHMS, constant_time_equal, expected_response, parse_credentials
 from .errors import ParseError, SipError
-from .hashes import MD5, SHA256
+from .hashes import MD5, SHA256, hex_digest
 from .headers import quote
 from .uri import parse_uri
 
@@ -72,7 +77,9 @@ MISSING = "missing"
 FAILED = "failed"
 FORBIDDEN = "forbidden"
 
-NONCE_DIGITS = 32  # 128 random bits
+NONCE_RANDOM_DIGITS = 16  # 64 random bits per nonce
+MAC_DIGITS = 32  # 128 bits of HMAC-SHA-256
+SECRET_DIGITS = 64
 OPAQUE_DIGITS = 16
 _REQUIRED = ("username", "nonce", "uri", "response")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -140,10 +147,13 @@ class DigestServer:
         self.challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         self.credentials_header = "Proxy-Authorization" if proxy else "Authorization"
         self.opaque = token(OPAQUE_DIGITS)
-        self._nonces = {}  # nonce -> _Nonce
-        # Nonces in the order issued, as a ring: the slot written next holds the oldest.
+        self._secret = token(SECRET_DIGITS).encode()
+        self._nonces = {}  # nonce -> _Nonce, for the nonces credentials were checked on
+        # Those nonces in the order first used, as a ring: the slot written next holds the
+        # oldest.
         self._ring = [None] * max_nonces
         self._next = 0
+        self._floor = None  # nonces made at or before this time (ms) are stale
 
     @property
     def nonces_held(self):
@@ -170,14 +180,46 @@ class DigestServer:
         return self.challenge(now, outcome == STALE)
 
     def _issue(self, now):
-        nonce = self.token(NONCE_DIGITS)
+        text = self.token(NONCE_RANDOM_DIGITS) + "%x" % now
+        return text + self._mac(text)
+
+    def _mac(self, text):
+        """HMAC-SHA-256 (RFC 2104) of `text` under the secret, in MAC_DIGITS hex digits."""
+        inner = hex_digest(SHA256, _xor(self._secret, 0x36) + text.encode())
+        outer = hex_digest(SHA256, _xor(self._secret, 0x5C) + _unhex(inner))
+        return outer[:MAC_DIGITS]
+
+    def _made(self, nonce):
+        """When we made `nonce` (ms), or None when it is not one of ours."""
+        if len(nonce) <= NONCE_RANDOM_DIGITS + MAC_DIGITS or not _HEX.issuperset(nonce):
+            return None
+        text = nonce[:-MAC_DIGITS]
+        if not constant_time_equal(self._mac(text), nonce[-MAC_DIGITS:]):
+            return None
+        return int(text[NONCE_RANDOM_DIGITS:], 16)
+
+    def _entry(self, nonce):
+        """The table's entry for a nonce of ours (made for it on first use, making room as
+        needed), or None for a nonce that is not ours or is forgotten."""
+        entry = self._nonces.get(nonce)
+        if entry is not None:
+            return entry
+        made = self._made(nonce)
+        if made is None or (self._floor is not None and made <= self._floor):
+            return None
         oldest = self._ring[self._next]
         if oldest is not None:
-            self._nonces.pop(oldest, None)
+            forgotten = self._nonces.pop(oldest)
+            if self._floor is None or forgotten.created > self._floor:
+                self._floor = forgotten.created
+            if made <= self._floor:
+                # Made no later than the nonce just forgotten: it goes stale with it.
+                self._ring[self._next] = None
+                return None
         self._ring[self._next] = nonce
         self._next = (self._next + 1) % self.max_nonces
-        self._nonces[nonce] = _Nonce(now)
-        return nonce
+        entry = self._nonces[nonce] = _Nonce(made)
+        return entry
 
     def _challenge(self, nonce, stale):
         common = "Digest realm=%s, nonce=%s, opaque=%s, qop=\"auth\", algorithm=" % (
@@ -222,7 +264,7 @@ class DigestServer:
         if reason is not None:
             return self._refuse(params.get("nonce"), username, reason, now)
         nonce = params["nonce"]
-        entry = self._nonces.get(nonce)
+        entry = self._entry(nonce)
         if entry is not None and "opaque" in params and params["opaque"] != self.opaque:
             return self._refuse(nonce, username, "Opaque mismatch", now)
 
@@ -268,7 +310,7 @@ class DigestServer:
     def _refuse(self, nonce, username, reason, now):
         """Refused credentials: FAILED, repeating the nonce when it is a fresh one of ours
         (the sign of a wrong password), FORBIDDEN when it was refused before."""
-        entry = self._nonces.get(nonce) if nonce else None
+        entry = self._entry(nonce) if nonce else None
         if entry is None or self._expired(entry, now):
             return AuthResult(FAILED, username, reason)
         if entry.failed:
@@ -278,6 +320,15 @@ class DigestServer:
 
     def _expired(self, entry, now):
         return now - entry.created >= self.nonce_lifetime
+
+
+def _xor(key, pad):
+    """The HMAC key block: `key` (at most 64 bytes) padded with zeros, each byte ^ pad."""
+    return bytes([byte ^ pad for byte in key + bytes(64 - len(key))])
+
+
+def _unhex(digits):
+    return bytes([int(digits[i : i + 2], 16) for i in range(0, len(digits), 2)])
 
 
 def _same_uri(digest_uri, request_uri):

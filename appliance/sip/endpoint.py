@@ -15,8 +15,15 @@ import heapq
 
 from .dialog import dialog_id_for_request
 from .errors import InvalidState, ParseError, SipError
-from .events import MessageDropped, RequestCancelled, RequestReceived, RequestRejected
+from .events import (
+    MessageDropped,
+    RequestCancelled,
+    RequestReceived,
+    RequestRejected,
+    SourceLimited,
+)
 from .headers import split_list
+from .limits import Limits, RateLimiter
 from .message import Request, Response, make_response, parse_message
 from .transaction import (
     ACCEPTED,
@@ -79,14 +86,23 @@ class Endpoint:
     `local` maps a transport name to the (host, port) put in Via for requests sent over
     it. `token` returns a fresh random string of hex digits of the length asked for (it
     provides branches, tags and Call-IDs: pass a strong source). `timers` holds T1, T2, T4.
+    `limits` (limits.py) bounds the request rate per source address and the transaction
+    tables; `limited` and `refused` count the requests dropped and answered 503 for them.
     """
 
-    def __init__(self, local, token, capabilities=None, timers=None, user_agent=None):
+    def __init__(self, local, token, capabilities=None, timers=None, user_agent=None,
+                 limits=None):
         self.local = dict(local)
         self.token = token
         self.capabilities = capabilities if capabilities is not None else Capabilities()
         self.timers = timers if timers is not None else TimerValues()
         self.user_agent = user_agent
+        self.limits = None
+        self._limiter = None
+        self.set_limits(limits if limits is not None else Limits())
+        self.limited = 0
+        self.refused = 0
+        self._per_source = {}  # source address -> its server transactions
         self.server_transactions = {}
         self.client_transactions = {}
         self.dialogs = {}
@@ -101,6 +117,18 @@ class Endpoint:
         self._events = []
         self._event_pos = 0
         self._out = []
+
+    def set_limits(self, limits):
+        """Enforce `limits` from now on (a source's allowance starts afresh when the rate
+        or burst changes)."""
+        old = self.limits
+        self.limits = limits
+        if old is not None and (old.rate, old.burst, old.max_sources) \
+                == (limits.rate, limits.burst, limits.max_sources):
+            return
+        self._limiter = None
+        if limits.rate:
+            self._limiter = RateLimiter(limits.rate, limits.burst, limits.max_sources)
 
     # -- identifiers -------------------------------------------------------------------
 
@@ -123,6 +151,13 @@ class Endpoint:
         peer = (transport, source[0], source[1])
         if not data.strip(b"\r\n"):
             return  # a CRLF keep-alive datagram: nothing to answer
+        if self._limiter is not None and not data.startswith(b"SIP/2.0 "):
+            allowed = self._limiter.allow(source[0], now)
+            if allowed <= 0:
+                self.limited += 1
+                if allowed < 0:
+                    self._emit(SourceLimited(peer))
+                return
         try:
             message = parse_message(data, transport in RELIABLE)
         except ParseError as error:
@@ -155,11 +190,20 @@ class Endpoint:
         if method == "CANCEL":
             # A CANCEL matches the INVITE transaction with its branch (section 9.2).
             invite = self.server_transactions.get(key[:-1] + ("INVITE",))
+        limits = self.limits
+        held = self._per_source.get(peer[1], 0)
+        if held >= limits.max_per_source \
+                or len(self.server_transactions) >= limits.max_transactions:
+            self.refused += 1
+            self._answer_statelessly(request, 503, None, peer,
+                                     [("Retry-After", str(limits.retry_after))])
+            return
         transaction = ServerTransaction(
             self, request, key, peer, self._response_destination(via, peer),
             peer[0] in RELIABLE,
         )
         self.server_transactions[key] = transaction
+        self._per_source[peer[1]] = held + 1
         transaction.start(now)
         problem = check_request(request, self.capabilities)
         if problem is None:
@@ -295,6 +339,10 @@ class Endpoint:
             return (transport, maddr, sent_port, None)
         return (transport, host, port if via.rport is not None else sent_port, None)
 
+    def limited_sources(self, now):
+        """The addresses whose requests are being dropped for their rate now."""
+        return self._limiter.limited(now) if self._limiter is not None else []
+
     def add_dialog(self, dialog):
         self.dialogs[dialog.id] = dialog
 
@@ -304,10 +352,15 @@ class Endpoint:
     # -- answering -------------------------------------------------------------------
 
     def respond(self, transaction, status, reason=None, fields=(), body=b"", to_tag=None,
-                now=0):
+                now=0, stateless=False):
         """Answer the request of a server transaction; returns the Response sent.
 
         A final response to a request without a To tag gets `to_tag`, or a new tag.
+        `stateless`: send a final response once and end the transaction, as a stateless
+        UAS does (RFC 3261 section 8.2.7): for answers that change nothing and cost
+        nothing to give again, such as a challenge, so that a flood of requests that are
+        never authenticated leaves no transactions behind. A retransmitted request is then
+        a new one. Not for a 2xx to INVITE.
         """
         if transaction.request is None:
             # A non-INVITE server transaction lets its request go with its final response.
@@ -322,7 +375,10 @@ class Endpoint:
         if self.user_agent and status > 100:
             fields = list(fields) + [("Server", self.user_agent)]
         response = make_response(transaction.request, status, reason, to_tag, fields, body)
-        self.send_response(transaction, response, now)
+        if stateless and status >= 200:
+            transaction.answer_statelessly(response)
+        else:
+            self.send_response(transaction, response, now)
         return response
 
     def send_response(self, transaction, response, now):
@@ -355,11 +411,15 @@ class Endpoint:
         if request.method == "ACK" or not request.has("via"):
             self._emit(MessageDropped(error.reason, peer, None))
             return
+        self._answer_statelessly(request, error.status, error.reason, peer)
+
+    def _answer_statelessly(self, request, status, reason, peer, fields=()):
+        """Answer without a transaction (and so without retransmissions)."""
         try:
             destination = self._response_destination(request.top_via(), peer)
         except ParseError:
             destination = peer + (None,)  # back where it came from
-        response = make_response(request, error.status, error.reason, self.new_tag())
+        response = make_response(request, status, reason, self.new_tag(), fields)
         self._transmit(response.to_bytes(), *destination)
         self._emit(RequestRejected(request, response, peer))
 
@@ -503,6 +563,12 @@ class Endpoint:
         if isinstance(transaction, ServerTransaction):
             if self.server_transactions.get(transaction.key) is transaction:
                 del self.server_transactions[transaction.key]
+                address = transaction.source[1]
+                held = self._per_source.get(address, 0) - 1
+                if held > 0:
+                    self._per_source[address] = held
+                else:
+                    self._per_source.pop(address, None)
             merge_key = transaction.merge_key
             if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
                 del self._merge_keys[merge_key]

@@ -92,3 +92,13 @@ class MessageDropped(Event):
 
     def __repr__(self):
         return "MessageDropped(reason=%r, source=%r)" % (self.reason, self.source)
+
+
+class SourceLimited(Event):
+    """Requests from `source`'s address came faster than the endpoint's rate limit: they
+    are dropped unanswered until they slow down (reported once per such episode)."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source):
+        self.source = source

@@ -295,6 +295,20 @@ class ServerTransaction(Transaction):
         else:
             self._arm("J", 64 * timers.t1, now)
 
+    def answer_statelessly(self, response):
+        """Send a final response once and end, keeping nothing (a stateless UAS, RFC 3261
+        section 8.2.7): no retransmission, and a retransmitted request is a new one."""
+        if response.status < 200 or (self.machine == INVITE_SERVER and response.status < 300):
+            raise InvalidState("%d cannot be sent statelessly" % response.status)
+        if self.state not in (TRYING, PROCEEDING):
+            raise InvalidState("cannot send %d in state %s of %s"
+                               % (response.status, self.state, self))
+        self.last_response = response.to_bytes()
+        self._send()
+        self.request = None
+        self.state = TERMINATED
+        self.owner._forget(self)
+
     def on_timer(self, name, now):
         state = self.state
         if name == "100":

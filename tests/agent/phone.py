@@ -28,6 +28,7 @@ class Phone:
         self.digest = DigestClient(lambda realm: (user, password), lambda n: "cd" * (n // 2))
         self.requests = asyncio.Queue()  # requests to us: (Request, source)
         self.responses = asyncio.Queue()
+        self.provisionals = []  # every 1xx received, also the ones `final` passed over
         self.dialog = None
         self.invite = None
         self.peer = None  # the agent's (host, port)
@@ -42,6 +43,8 @@ class Phone:
             if hasattr(message, "method"):
                 await self.requests.put((message, source))
             else:
+                if message.status < 200:
+                    self.provisionals.append(message)
                 await self.responses.put(message)
 
     def close(self):

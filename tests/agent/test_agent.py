@@ -214,11 +214,12 @@ def test_an_unknown_method_is_501_with_allow(tmp_path):
     run(body())
 
 
-def test_a_retransmitted_options_gets_the_same_bytes_and_counts_once(tmp_path):
+def test_options_is_answered_statelessly_every_time_it_comes(tmp_path):
+    # RFC 3261 section 8.2.7: nothing is kept for an OPTIONS, so a flood of them fills no
+    # table; a retransmission is answered afresh, for the same transaction.
     async def body():
         async with running_agent(tmp_path) as agent, udp_peer() as peer:
             port = agent_port(agent)
-            before = agent.status()["sip"]["requests"]
             request = options_request(
                 "sip:frontdoor@127.0.0.1:%d" % port,
                 "UDP 127.0.0.1:%d;rport" % peer.port,
@@ -227,11 +228,51 @@ def test_a_retransmitted_options_gets_the_same_bytes_and_counts_once(tmp_path):
             )
             await peer.send(request, port)
             first, _ = await peer.receive()
+            assert agent.status()["sip"]["transactions"] == 0
             await peer.send(request, port)
-            second, _ = await peer.receive()
-            assert Reply(first).status == 200
-            assert second == first  # the transaction resends its answer, To tag and all
-            assert agent.status()["sip"]["requests"] == before + 1
+            second = Reply((await peer.receive())[0])
+            first = Reply(first)
+            assert (first.status, second.status) == (200, 200)
+            for name in ("Via", "Call-ID", "CSeq"):
+                assert second.get(name) == first.get(name)
+            assert agent.status()["sip"]["transactions"] == 0
+
+    run(body())
+
+
+def test_a_source_over_its_rate_is_dropped_while_another_is_answered(tmp_path, caplog):
+    async def body():
+        async with running_agent(tmp_path, **{"agent.rate_limit": 5}) as agent, \
+                udp_peer() as flooder:
+            port = agent_port(agent)
+            for n in range(40):
+                await flooder.send(options_request(
+                    "sip:frontdoor@127.0.0.1:%d" % port,
+                    "UDP 127.0.0.1:%d;rport" % flooder.port, "flood-%d@test" % n,
+                    "z9hG4bK-flood-%d" % n), port)
+            answered = 0
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    await flooder.receive(0.5)
+                    answered += 1
+            # The burst (twice the rate) and what the rate earned meanwhile, no more.
+            assert 10 <= answered < 20, answered
+            sip = agent.status()["sip"]
+            assert sip["limited"] == 40 - answered
+            other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            other.bind(("127.0.0.2", 0))
+            other.setblocking(False)
+            loop = asyncio.get_running_loop()
+            with other:
+                await loop.sock_sendto(other, options_request(
+                    "sip:frontdoor@127.0.0.1:%d" % port,
+                    "UDP 127.0.0.2:%d;rport" % other.getsockname()[1], "lan@test",
+                    "z9hG4bK-lan"), ("127.0.0.1", port))
+                data, _ = await asyncio.wait_for(loop.sock_recvfrom(other, 65535), REPLY_WAIT)
+            assert Reply(data).status == 200
+        warnings = [r.getMessage() for r in caplog.records if "faster than" in r.getMessage()]
+        assert warnings == ["127.0.0.1 sends requests faster than 5/s: dropping them until it "
+                            "slows down"]
 
     run(body())
 

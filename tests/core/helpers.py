@@ -48,9 +48,10 @@ class TokenSource:
 
 
 def make_endpoint(name, transport="udp", allow=ALLOW, accept=ACCEPT, supported=(),
-                  timers=None, user_agent=None):
+                  timers=None, user_agent=None, limits=None):
     """An Endpoint listening on the address of `name` for `transport` ("udp", "tcp", or a
-    tuple of them). `timers` defaults to TimerValues(t1=500, t2=4000, t4=5000)."""
+    tuple of them). `timers` defaults to TimerValues(t1=500, t2=4000, t4=5000); `limits`
+    to the endpoint's own."""
     if isinstance(transport, str):
         transport = (transport,)
     address = ADDRESSES[name]
@@ -63,6 +64,7 @@ def make_endpoint(name, transport="udp", allow=ALLOW, accept=ACCEPT, supported=(
         Capabilities(allow=allow, accept=accept, supported=supported),
         timers if timers is not None else TimerValues(t1=500, t2=4000, t4=5000),
         user_agent,
+        limits,
     )
 
 

@@ -72,8 +72,8 @@ class TestChallenge(unittest.TestCase):
         opaque = parse_credentials(values[0])["opaque"]
         self.assertEqual(values[1], 'Digest realm="home.arpa", nonce="%s", opaque="%s", '
                          'qop="auth", algorithm=SHA-256' % (nonce, opaque))
-        self.assertEqual(len(nonce), 32)
-        self.assertEqual(digest.nonces_held, 1)
+        self.assertEqual(len(nonce), 16 + 1 + 32)  # random bits, the time (0), the MAC
+        self.assertEqual(digest.nonces_held, 0)  # a challenge is remembered nowhere
 
     def test_stale_flag_and_fresh_nonces(self):
         digest = server()
@@ -335,18 +335,54 @@ class TestNonces(unittest.TestCase):
         result = digest.check(signed, LIFETIME, credentials)
         self.assertEqual((result.outcome, result.nonce), (FAILED, None))
 
-    def test_table_is_bounded_and_drops_the_oldest(self):
+    def test_a_flood_of_challenges_holds_nothing_and_stales_no_client(self):
         digest = server(max_nonces=4)
-        oldest = digest.challenge(0)
-        signed = answered(client(), oldest)
-        for now in range(1, 11):
-            digest.challenge(now)
+        mine = digest.challenge(0)
+        for now in range(1, 2001):
+            digest.challenge(now)  # requests that are never authenticated
+        self.assertEqual(digest.nonces_held, 0)
+        self.assertTrue(digest.check(answered(client(), mine), 2001, credentials).ok)
+
+    def test_used_nonces_are_bounded_and_a_forgotten_one_cannot_be_replayed(self):
+        digest = server(max_nonces=4)
+        unused = digest.challenge(0)
+        clients = []
+        for now in range(1, 7):
+            alice = client()
+            self.assertTrue(digest.check(answered(alice, digest.challenge(now)), now,
+                                         credentials).ok)
+            clients.append(alice)
             self.assertLessEqual(digest.nonces_held, 4)
-        self.assertEqual(digest.nonces_held, 4)
-        result = digest.check(signed, 20, credentials)
+        # The first two nonces were forgotten: their next count would look new, so they
+        # are stale (a client retries at once on a fresh nonce), as is any nonce made
+        # before them.
+        for forgotten in clients[:2]:
+            again = request(cseq=2)
+            forgotten.authorize(again)
+            result = digest.check(again, 10, credentials)
+            self.assertEqual((result.outcome, result.reason), (STALE, "Unknown nonce"))
+        result = digest.check(answered(client(), unused), 10, credentials)
+        self.assertEqual(result.outcome, STALE)
+        # The ones remembered carry on, with rising counts.
+        for remembered in clients[2:]:
+            again = request(cseq=2)
+            remembered.authorize(again)
+            self.assertTrue(digest.check(again, 10, credentials).ok)
+
+    def test_a_nonce_we_did_not_make_is_unknown(self):
+        digest = server()
+        challenge = digest.challenge(0)
+        nonce = params_of(challenge)[0]["nonce"]
+        forged = nonce[:-1] + ("0" if nonce[-1] != "0" else "1")
+        status, name, values = challenge
+        values = [value.replace(nonce, forged) for value in values]
+        result = digest.check(answered(client(), (status, name, values)), 1, credentials)
         self.assertEqual((result.outcome, result.reason), (STALE, "Unknown nonce"))
-        newest = answered(client(), digest.challenge(21), cseq=2)
-        self.assertTrue(digest.check(newest, 22, credentials).ok)
+        self.assertEqual(digest.nonces_held, 0)
+        later = "%s%x%s" % (nonce[:16], 10 ** 9, nonce[-32:])  # a time of its own choosing
+        values = [value.replace(forged, later) for value in values]
+        result = digest.check(answered(client(), (status, name, values)), 1, credentials)
+        self.assertEqual(result.outcome, STALE)
 
 
 class TestNoSecrets(unittest.TestCase):
