@@ -438,6 +438,15 @@ class StreamParser:
 
     A lone CRLF could be the start of a ping, so it is held until more bytes come, unless
     `pong_expected` is set (this side sent a ping): then it is the pong, at once.
+
+    A feed costs in proportion to its own bytes, not to what is held: a peer trickling a
+    message a byte at a time up to `max_message` must not make each segment rescan and
+    recopy all those before it. The start of an unfinished message is kept as the bytes a
+    scan left, made a bytearray when more is added to it (on CPython faster than a list
+    of the pieces joined at the end, as fast on MicroPython's WebAssembly port), and
+    copied out once, complete; the search for the end of its headers resumes three bytes
+    before the new ones, and its start line is checked again only when they could change
+    the verdict.
     """
 
     PING = "ping"
@@ -447,7 +456,7 @@ class StreamParser:
         self.max_message = max_message
         self.pong_expected = False
         self.error = None
-        self._buffer = b""
+        self._hold(b"", 0)
 
     def feed(self, data):
         if self.error is not None:
@@ -459,13 +468,81 @@ class StreamParser:
             if not out:
                 raise
             self.error = error
-            self._buffer = b""
+            self._hold(b"", 0)
         return out
 
+    def _hold(self, rest, total):
+        """Hold `rest`, what a scan left unframed: the start of a message (`total` its
+        whole length once its headers are in, else 0), or of a keep-alive."""
+        self._held = rest
+        self._grown = False  # _held is a bytearray of our own, that more was added to
+        self._tail = rest[-3:]  # a header end may straddle this feed and the next
+        self._total = total
+        self._message = bool(rest) and rest[0] not in (13, 10)  # not CR, LF
+        # Its start line is in and was checked: _check_start has no more to say about it.
+        self._line = total > 0 or b"\r\n" in rest[:512]
+
     def _frame(self, data, out):
-        buffer = self._buffer + data if self._buffer else data
+        if not self._message:
+            # Nothing held, or at most three bytes of a keep-alive.
+            self._scan(self._held + data if self._held else data, 0, out)
+        elif not data:
+            pass  # a message's start stays held as it was
+        elif self._total:
+            # Its headers are in: wait for the rest of the body, then copy it out.
+            need = self._total - len(self._held)
+            if len(data) < need:
+                self._add(data)
+            else:
+                out.append(self._joined(data[:need]))
+                self._hold(b"", 0)
+                self._scan(data, need, out)
+        elif not self._more_headers(data):
+            # The end of its headers has come: frame from the message's start, once.
+            self._scan(self._joined(data), 0, out)
+
+    def _more_headers(self, data):
+        """Hold `data`, more of a message whose headers have not ended, and return True;
+        or return False, holding nothing, when they end in `data`."""
+        tail = self._tail
+        if b"\r\n\r\n" in tail + data[:3] or b"\r\n\r\n" in data:
+            return False
+        size = len(self._held)
+        if size + len(data) > self.max_message:
+            raise ParseError("Headers too long")
+        if not self._line and size < 512:
+            # _check_start looks at the first 512 bytes. Its verdict on them can change
+            # only with a control byte (the start line's CRLF among them), or once a CR
+            # that ended them is no longer at the end: else there is no need to ask again.
+            check = tail.endswith(b"\r")
+            if not check:
+                for byte in data[: 512 - size]:
+                    if (byte < 32 and byte != 9) or byte == 127:
+                        check = True
+                        break
+            if check:
+                start = bytes(self._held) + data[: 512 - size]
+                _check_start(start)
+                self._line = b"\r\n" in start
+        self._add(data)
+        self._tail = data[-3:] if len(data) >= 3 else (tail + data)[-3:]
+        return True
+
+    def _add(self, data):
+        if not self._grown:
+            self._held = bytearray(self._held)
+            self._grown = True
+        self._held += data
+
+    def _joined(self, data):
+        """What is held, then `data`, as one bytes object."""
+        return (bytes(self._held) if self._grown else self._held) + data
+
+    def _scan(self, buffer, pos, out):
+        """Frame what `buffer` holds from `pos` (the start of a message or a keep-alive),
+        and hold what is left."""
         size = len(buffer)
-        pos = 0  # where the unframed bytes start; the buffer is sliced once, at the end
+        total = 0
         while pos < size:
             if buffer[pos] in (13, 10):  # CR, LF
                 rest = size - pos
@@ -498,7 +575,8 @@ class StreamParser:
                 break
             out.append(buffer[pos : pos + total])
             pos += total
-        self._buffer = buffer[pos:] if pos else buffer
+            total = 0
+        self._hold(buffer[pos:] if pos else buffer, total)
 
 
 def _check_start(buffer):

@@ -778,9 +778,113 @@ class TestStreamParser(unittest.TestCase):
     def test_exactly_max_message(self):
         self.assertEqual(StreamParser(max_message=len(OPTIONS)).feed(OPTIONS), [OPTIONS])
 
+    # Framing is incremental (each feed scans only its own bytes and the three before):
+    # however the stream is cut, what comes out is what one feed of it all gives.
 
-if __name__ == "__main__":
-    unittest.main()
+    LONG_START = request_text(b"Content-Type: text/plain\r\n", b"\r\nlong\r\n\r\n",
+                              start=b"OPTIONS sip:" + b"b" * 600 + b"@biloxi.com SIP/2.0")
+    BINARY = request_text(b"Content-Type: application/octet-stream\r\n", b"\r\n\r\n\x00\r\n")
+    PIPELINED = (INVITE + b"\r\n\r\n" + OPTIONS + b"\r\n" + COMPACT + BINARY + b"\r\n\r\n"
+                 + b"\r\n\r\n" + LONG_START + RINGING + b"\r\n" + OPTIONS + b"\r\n\r\n")
+    PIPELINED_OUT = [INVITE, StreamParser.PING, OPTIONS, StreamParser.PONG, COMPACT, BINARY,
+                     StreamParser.PING, StreamParser.PING, LONG_START, RINGING,
+                     StreamParser.PONG, OPTIONS, StreamParser.PING]
+
+    def feed_pieces(self, cuts):
+        """Feed PIPELINED cut at the offsets `cuts`; what came out, and the parser."""
+        parser = StreamParser()
+        out = []
+        start = 0
+        for cut in list(cuts) + [len(self.PIPELINED)]:
+            out.extend(parser.feed(self.PIPELINED[start:cut]))
+            start = cut
+        return out, parser
+
+    def test_pipelined_stream_bytewise_as_at_once(self):
+        at_once = StreamParser().feed(self.PIPELINED)
+        self.assertEqual(at_once, self.PIPELINED_OUT)
+        out, parser = self.feed_pieces(range(1, len(self.PIPELINED)))
+        self.assertEqual(out, at_once)
+        self.assertEqual(parser.feed(b""), [])
+
+    def test_pipelined_stream_at_every_split_point(self):
+        for cut in range(len(self.PIPELINED) + 1):
+            self.assertEqual(self.feed_pieces([cut])[0], self.PIPELINED_OUT, "cut at %d" % cut)
+
+    def test_pipelined_stream_in_pieces_of_every_size(self):
+        for size in range(2, 80):
+            cuts = range(size, len(self.PIPELINED), size)
+            self.assertEqual(self.feed_pieces(cuts)[0], self.PIPELINED_OUT, "size %d" % size)
+
+    def test_pipelined_stream_in_pieces_of_random_sizes(self):
+        seed = 12345  # a fixed linear congruential sequence: the same cuts on every run
+        for _ in range(50):
+            cuts = []
+            cut = 0
+            while True:
+                seed = (seed * 1103515245 + 12345) % 2147483648
+                cut += 1 + seed % 97
+                if cut >= len(self.PIPELINED):
+                    break
+                cuts.append(cut)
+            self.assertEqual(self.feed_pieces(cuts)[0], self.PIPELINED_OUT, repr(cuts))
+
+    def test_header_end_straddling_two_feeds(self):
+        head = COMPACT.index(b"\r\n\r\n")
+        for split in (head + 1, head + 2, head + 3):  # "\r" + "\n\r\n", "\r\n" + "\r\n", ...
+            parser = StreamParser()
+            self.assertEqual(parser.feed(COMPACT[:split]), [])
+            self.assertEqual(parser.feed(COMPACT[split:]), [COMPACT], "split at %d" % split)
+        # Held over several feeds, then ended: the end is found in the bytes that span them.
+        parser = StreamParser()
+        for piece in (COMPACT[: head - 5], COMPACT[head - 5 : head + 2]):
+            self.assertEqual(parser.feed(piece), [])
+        self.assertEqual(parser.feed(COMPACT[head + 2 :] + OPTIONS), [COMPACT, OPTIONS])
+
+    def test_headers_too_long_when_trickled(self):
+        start = b"OPTIONS sip:a@b SIP/2.0\r\nX-Long: "
+        data = start + b"x" * 200
+        parser = StreamParser(max_message=100)
+        for i in range(100):
+            self.assertEqual(parser.feed(data[i : i + 1]), [])
+        self.assertEqual(error_of(parser.feed, data[100:101]).reason, "Headers too long")
+        # Headers that do end within the limit are framed, a byte at a time too.
+        data = request_text()
+        parser = StreamParser(max_message=len(data))
+        self.assertEqual(feed_bytewise(parser, data), [data])
+        parser = StreamParser(max_message=len(data) - 1)
+        self.assertEqual(error_of(feed_bytewise, parser, data).reason, "Message too large")
+
+    def test_body_too_large_when_trickled(self):
+        data = request_text(b"Content-Type: text/plain\r\n", b"b" * 20)
+        parser = StreamParser(max_message=len(data) - 1)
+        head = data.index(b"\r\n\r\n") + 3
+        self.assertEqual(feed_bytewise(parser, data[:head]), [])
+        self.assertEqual(error_of(parser.feed, data[head : head + 1]).reason,
+                         "Message too large")
+
+    def test_not_sip_refused_at_once_when_trickled(self):
+        # The start line is checked as its bytes come, not only once the headers end.
+        for data, reason in ((b"OPT\x16", "Not a SIP message"),
+                             (b"OPTIONS\rx", "Not a SIP message"),
+                             (b"GET / HTTP/1.1\r\n", "Not a SIP start line"),
+                             (b"OPTIONS sip:a@b SIP/2.0" + b"\x00", "Not a SIP message")):
+            parser = StreamParser()
+            self.assertEqual(feed_bytewise(parser, data[:-1]), [])
+            self.assertEqual(error_of(parser.feed, data[-1:]).reason, reason)
+        # A byte that cannot be in a start line, past its first 256 bytes, is not refused
+        # until the line ends (the check looks no further, trickled or not).
+        data = b"OPTIONS sip:" + b"a" * 300 + b"\x01"
+        self.assertEqual(feed_bytewise(StreamParser(), data), [])
+        self.assertEqual(StreamParser().feed(data), [])
+
+    def test_fault_after_trickled_message_returns_it_first(self):
+        data = request_text(b"Content-Type: text/plain\r\n", b"body")
+        parser = StreamParser()
+        self.assertEqual(feed_bytewise(parser, data[:-1]), [])
+        self.assertEqual(parser.feed(data[-1:] + b"\nOPTIONS"), [data])
+        self.assertEqual(parser.error.reason, "Stray line break in stream")
+        self.assertEqual(error_of(parser.feed, OPTIONS).reason, "Stray line break in stream")
 
 
 class TestMakeRequest(unittest.TestCase):
@@ -807,3 +911,7 @@ class TestMakeRequest(unittest.TestCase):
         self.assertEqual(request.get("to"), "<sip:bob@example.net>")
         self.assertEqual(request.get("content-length"), "9")
         self.assertEqual(request.body, b"Door open")
+
+
+if __name__ == "__main__":
+    unittest.main()
