@@ -2,7 +2,10 @@
 and media code (call.py, media/session.py): INVITE with our offer (digest when challenged),
 audio from and to an audio port (the default device, `null`, or a WAV file to send), with
 `video` a camera's H.264 written to a file (media/video.py's VideoReceiver), DTMF digits to
-send once answered, and a BYE at Ctrl-C or after `duration` seconds."""
+send once answered, and a BYE at Ctrl-C or after `duration` seconds. A sips: or
+transport=tls URI is called over TLS, the server verified against `ca` (else the system's
+CAs): the call's SIP, both ways, goes on that connection (no tls: listener, no certificate
+of our own); the audio is plain RTP, as our offer does not ask for SRTP."""
 
 import asyncio
 import signal
@@ -15,6 +18,7 @@ from .media.session import MediaError, MediaSession
 from .media.video import VideoReceiver
 from .net.resolver import resolve
 from .net.stack import SipStack
+from .net.tls import TlsContexts
 from .sip.digest import same_credentials
 from .sip.endpoint import Capabilities
 from .sip.events import RequestReceived
@@ -73,13 +77,13 @@ class _Printer:
 
 
 async def place_call(uri_text, audio="default", username=None, password=None, proxy=None,
-                     duration=None, digits="", timeout=30.0, video=None, out=print):
+                     duration=None, digits="", timeout=30.0, video=None, out=print, ca=None):
     """Call `uri_text` until either side hangs up (or `duration` seconds after the
     answer), writing its video to the file `video` when given; returns 0 when the call
     was answered, 1 otherwise."""
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
-    transport, address, port = await resolve(next_hop)
+    transport, address, port = await resolve(next_hop, transports=("udp", "tcp", "tls"))
     loop = asyncio.get_running_loop()
     call_done = asyncio.Event()
     holder = []
@@ -101,7 +105,7 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
     stack = SipStack([("udp", family_any, 0), ("tcp", family_any, 0)], on_event,
                      Capabilities(allow=tuple(m.strip() for m in ALLOW.split(",")),
                                   accept=("application/sdp",)),
-                     user_agent=USER_AGENT, advertise=advertise)
+                     user_agent=USER_AGENT, advertise=advertise, tls=TlsContexts(ca=ca))
     await stack.start()
     media = None
     video_file = open(video, "wb") if video else None  # closed in the finally below

@@ -110,7 +110,7 @@ def _parser():
                                 "(default 600; 0: print the state once and exit)")
     subscribe.add_argument("--json", action="store_true",
                            help="print each NOTIFY's state as one JSON object per line")
-    _client_arguments(subscribe, verbose=False)
+    _client_arguments(subscribe, verbose=False, ca=True)
     subscribe.set_defaults(func=cmd_subscribe)
 
     discover = commands.add_parser(
@@ -138,7 +138,7 @@ def _parser():
     call.add_argument("--duration", type=float, metavar="S",
                       help="hang up this many seconds after the answer (default: at Ctrl-C "
                            "or when the other side hangs up)")
-    _client_arguments(call, verbose=False)
+    _client_arguments(call, verbose=False, ca=True)
     call.set_defaults(func=cmd_call, timeout=30.0)
     return parser
 
@@ -403,12 +403,15 @@ def _print_banner(agent, config, demo):
 
 def cmd_check(args):
     from .media.camera import config_problems as camera_problems
+    from .net.tls import config_problems as tls_problems
 
     config = config_module.load(args.config)
     warnings = _warnings(config, args.config)  # not errors: the config runs as it is
     for warning in warnings:
         print("warning: " + warning, file=sys.stderr)
-    missing = camera_problems(config, probe=True)  # errors: its calls would be refused
+    # Errors: the [tls] files would stop `run` (or its first TLS connection); a camera's
+    # calls would be refused.
+    missing = tls_problems(config) + camera_problems(config, probe=True)
     for problem in missing:
         print("%s: %s" % (args.config, problem), file=sys.stderr)
     if missing:
@@ -615,7 +618,7 @@ def cmd_subscribe(args):
     listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
     watch = Watch(args.uri, event=args.event, expires=args.expires, from_uri=args.from_uri,
                   proxy=args.proxy, timeout=args.timeout, listen=listen,
-                  json_lines=args.json, **_credentials(args))
+                  json_lines=args.json, ca=args.ca, **_credentials(args))
     return asyncio.run(_watch(watch))
 
 
@@ -668,8 +671,8 @@ def cmd_call(args):
     audio = args.audio_file or args.audio
     return asyncio.run(place_call(args.uri, audio=audio, proxy=args.proxy,
                                   duration=args.duration, digits=args.dtmf.upper(),
-                                  video=args.video,
-                                  timeout=args.timeout, **_credentials(args)))
+                                  video=args.video, timeout=args.timeout, ca=args.ca,
+                                  **_credentials(args)))
 
 
 def _credentials(args):

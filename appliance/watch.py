@@ -1,18 +1,22 @@
 """`appliance subscribe URI`: watch a device, as an RFC 6665 subscriber.
 
 `Watch(uri, event="appliance").run()` sends a SUBSCRIBE from an ephemeral port (as
-`client.send_once` does), answers digest challenges, makes the dialog of the 2xx, answers
-each NOTIFY in it with 200 and prints one line per NOTIFY, refreshes the subscription in
-the dialog before it lapses, and, once `stop()` is called (Ctrl-C), unsubscribes
-(Expires: 0) and waits briefly for the last NOTIFY. It returns the exit status: 0 after
-`stop()` (or a fetch, `expires=0`), 1 when the SUBSCRIBE fails or the notifier ends the
-subscription.
+`client.send_once` does; over TLS to a sips: or transport=tls URI, the server verified
+against `ca`, else the system's CAs), answers digest challenges, makes the dialog of the
+2xx, answers each NOTIFY in it with 200 and prints one line per NOTIFY, refreshes the
+subscription in the dialog before it lapses, and, once `stop()` is called (Ctrl-C),
+unsubscribes (Expires: 0) and waits briefly for the last NOTIFY. Over TCP and TLS the
+NOTIFYs come on the connection the SUBSCRIBE went on: CRLF pings keep it open, and its
+loss ends the watch. It returns the exit status: 0 after `stop()` (or a fetch,
+`expires=0`), 1 when the SUBSCRIBE fails or the notifier ends the subscription (or the
+connection it came on).
 
 Status and errors go to stderr; stdout carries only the NOTIFY lines, so that `--json`
 output can be piped. No password or Authorization header is ever printed.
 """
 
 import asyncio
+import ipaddress
 import json
 import sys
 import time
@@ -23,6 +27,7 @@ from .agent import USER_AGENT
 from .client import MAX_CHALLENGES, ClientError, Result, _target
 from .net.resolver import ResolveError, resolve
 from .net.stack import SipStack
+from .net.tls import TlsContexts
 from .packages import APPLIANCE, CONTENT_TYPES, PRESENCE
 from .sip.dialog import Dialog, dialog_id_for_request
 from .sip.digest import DigestClient
@@ -34,7 +39,11 @@ from .sip.message import make_request
 from .sip.subscription import event_of
 from .sip.uri import is_digits, parse_uri
 
+TRANSPORTS = ("udp", "tcp", "tls")  # TLS needs no listener: the NOTIFYs come on the connection
 REFRESH_AT = 0.8  # refresh when this share of the granted interval has passed
+# Seconds between RFC 5626 CRLF pings on a TCP or TLS flow: the NOTIFYs come back on that
+# connection, which a notifier (this agent: after 60 s) closes when it carries nothing.
+KEEPALIVE = 25.0
 UNSUBSCRIBE_WAIT = 2.0  # seconds for the answer and the last NOTIFY after stop()
 # The bodies a NOTIFY may carry (the core answers 415 to others): the two packages of
 # the agent, and plain text for other packages.
@@ -49,7 +58,7 @@ class Watch:
 
     def __init__(self, uri_text, event=APPLIANCE, expires=600, from_uri=None, proxy=None,
                  timeout=5.0, listen=(), username=None, password=None, json_lines=False,
-                 out=None, err=None):
+                 out=None, err=None, ca=None, keepalive=KEEPALIVE):
         if not is_token(event):
             raise ClientError("--event %r is not an event package name" % event)
         self.uri_text = uri_text
@@ -60,12 +69,15 @@ class Watch:
         self.from_uri = from_uri
         self.timeout = timeout
         self.listen = listen
+        self.ca = ca
+        self.keepalive = keepalive
         self.json_lines = json_lines
         self.out = out or _print_out
         self.err = err or _print_err
         self.credentials = (username, password) if username is not None \
             and password is not None else None
         self.stack = None
+        self.destination = None  # (transport, address, port) the SUBSCRIBE went to
         self.digest = None
         self.contact = None
         self.dialog = None
@@ -95,11 +107,11 @@ class Watch:
         if self.stopping:
             self._stopped.set_result(None)
         next_hop = self.proxy or self.target
-        transport, address, port = await resolve(next_hop)
-        destination = (transport, address, port)
+        transport, address, port = await resolve(next_hop, transports=TRANSPORTS)
+        destination = self.destination = (transport, address, port)
         if self.listen:
             specs = [(s.transport, s.host, s.port) for s in self.listen]
-            if transport not in [spec[0] for spec in specs]:
+            if transport != "tls" and transport not in [spec[0] for spec in specs]:
                 raise ClientError("%s goes over %s, but --listen has no %s: listener"
                                   % (next_hop, transport, transport))
         else:
@@ -109,7 +121,7 @@ class Watch:
         capabilities = Capabilities(allow=("NOTIFY",), accept=ACCEPT,
                                     allow_events=(self.event,))
         self.stack = SipStack(specs, self._on_event, capabilities, user_agent=USER_AGENT,
-                              advertise=advertise)
+                              advertise=advertise, tls=TlsContexts(ca=self.ca))
         endpoint = self.stack.endpoint
         endpoint.dialog_for = self._dialog_from_notify
         await self.stack.start()
@@ -121,7 +133,12 @@ class Watch:
         try:
             status = await self._subscribe(destination, local_host)
             if status is None:
-                status = await self._hold()
+                pinging = None if transport == "udp" else loop.create_task(self._ping())
+                try:
+                    status = await self._hold()
+                finally:
+                    if pinging is not None:
+                        pinging.cancel()
             if self._alive and self.dialog is not None:
                 await self._unsubscribe()
             return status
@@ -196,6 +213,17 @@ class Watch:
             await asyncio.wait((self._stopped, self._ended, self._changed), timeout=delay,
                                return_when=asyncio.FIRST_COMPLETED)
 
+    async def _ping(self):
+        """Keep the stream flow the NOTIFYs come on open; end the watch once it is gone."""
+        transport, address, port = self.destination
+        while True:
+            await asyncio.sleep(self.keepalive)
+            if not self.stack.send_keepalive(b"\r\n\r\n", transport, address, port):
+                if not self._ended.done():
+                    self._ended.set_result("the connection to %s:%d closed; no NOTIFY "
+                                           "can reach us" % (address, port))
+                return
+
     async def _refresh(self):
         """A SUBSCRIBE in the dialog; None when it was accepted, else why not."""
         self.refresh_at = None
@@ -230,8 +258,13 @@ class Watch:
         # the first route, loose or strict, else the remote target.
         hop = parse_address(dialog.route_set[0]).uri if dialog.route_set \
             else dialog.remote_target
+        if not dialog.route_set and _names_address(hop, self.destination):
+            # The notifier's own address, where the SUBSCRIBE went: the same flow. Over
+            # TLS that is the connection verified for the name we asked for; a new one
+            # would have to verify the bare address, which certificates seldom name.
+            return await self._transact(build, self.destination, expires, timeout=timeout)
         try:
-            destination = await resolve(hop)
+            destination = await resolve(hop, transports=TRANSPORTS)
         except ResolveError as error:
             return Result(error=str(error))
         return await self._transact(build, destination, expires, timeout=timeout)
@@ -454,6 +487,22 @@ class Watch:
         return "%s  %s  %s%s" % (_local_time(timestamp) or arrived, _safe(name),
                                  _safe(basic.strip()),
                                  " (%s)" % _safe(note.strip()) if note.strip() else "")
+
+
+def _names_address(uri, destination):
+    """Whether `uri` names `destination` (transport, address, port) itself: that address
+    as its host, that port and that transport."""
+    transport, address, port = destination
+    host = (uri.param("maddr") or uri.host).strip("[]")
+    try:
+        if ipaddress.ip_address(host) != ipaddress.ip_address(address):
+            return False
+    except ValueError:  # a name: where it leads is for the resolver to say
+        return False
+    wanted = (uri.param("transport") or ("tls" if uri.secure else "udp")).lower()
+    if uri.secure and wanted == "tcp":
+        wanted = "tls"  # sips: over TCP is TLS (RFC 3263 section 4.1)
+    return wanted == transport and (uri.port or (5061 if wanted == "tls" else 5060)) == port
 
 
 def _subscription_state(value):

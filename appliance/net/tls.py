@@ -72,14 +72,68 @@ class TlsContexts:
 
     def _load_chain(self, context):
         try:
-            context.load_cert_chain(self.certificate, self.key)
+            # A key with a password would have OpenSSL ask for it on the terminal.
+            context.load_cert_chain(self.certificate, self.key, password=_no_password)
+        except _Encrypted:
+            raise TlsError("tls.key: %s is encrypted (has a password); name an unencrypted "
+                           "private key (openssl pkey -in %s -out NEW.pem)"
+                           % (self.key, self.key)) from None
         except OSError as error:
-            # OpenSSL names no reason for a file that is not PEM or a key with a password.
-            reason = _reason(error) if not isinstance(error, ssl.SSLError) or error.reason \
-                else "not PEM, or an encrypted key"
-            raise TlsError("tls.certificate, tls.key: cannot load %s with %s: %s; name a "
-                           "PEM certificate and its unencrypted private key"
-                           % (self.certificate, self.key, reason)) from None
+            raise TlsError(self._chain_problem(error)) from None
+
+    def _chain_problem(self, error):
+        """Which of the certificate and key cannot be used, and why, as "key: problem;
+        fix" (OpenSSL says only "PEM lib" for either file not being PEM)."""
+        for key, path in (("certificate", self.certificate), ("key", self.key)):
+            try:
+                with open(path, "rb") as file:
+                    text = file.read()
+            except OSError as problem:
+                return "tls.%s: cannot read %s: %s; name a readable PEM file" \
+                    % (key, path, problem.strerror or problem)
+            if key == "certificate" and b"-----BEGIN CERTIFICATE-----" not in text:
+                return "tls.certificate: %s is not a PEM certificate; name the server's " \
+                    "certificate (-----BEGIN CERTIFICATE-----)" % path
+            if key == "key" and b"PRIVATE KEY-----" not in text:
+                return "tls.key: %s is not a PEM private key; name the certificate's " \
+                    "private key (-----BEGIN PRIVATE KEY-----)" % path
+        if isinstance(error, ssl.SSLError) and error.reason == "KEY_VALUES_MISMATCH":
+            return "tls.key: %s is not the private key of the certificate %s; name the " \
+                "key the certificate was made for" % (self.key, self.certificate)
+        reason = _reason(error) if not isinstance(error, ssl.SSLError) or error.reason \
+            else "not PEM"
+        return "tls.certificate, tls.key: cannot load %s with %s: %s; name a PEM " \
+            "certificate and its unencrypted private key" % (self.certificate, self.key,
+                                                             reason)
+
+
+class _Encrypted(Exception):
+    """The key file asks for a password."""
+
+
+def _no_password():
+    raise _Encrypted
+
+
+def config_problems(config):
+    """What keeps the [tls] files of `config` (an appliance.config.Config) from loading,
+    as "key: problem; fix" lines: the certificate with its key, as a tls: listener loads
+    them, and the CA file, as the client side does."""
+    tls = config.tls
+    if tls is None:
+        return []
+    problems = []
+    if tls.certificate and tls.key:
+        try:
+            TlsContexts(tls.certificate, tls.key).server()
+        except TlsError as error:
+            problems.append(str(error))
+    if tls.ca:
+        try:
+            TlsContexts(ca=tls.ca).client()
+        except TlsError as error:
+            problems.append(str(error))
+    return problems
 
 
 def handshake_failure(error, timeout):

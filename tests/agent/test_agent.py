@@ -562,16 +562,19 @@ def test_a_request_over_1300_bytes_moves_from_udp_to_tcp(tmp_path, caplog):
 
 
 def test_tcp_connections_beyond_the_limit_are_refused_and_the_rest_served(tmp_path):
-    from appliance.net.tcp import MAX_CONNECTIONS
+    from appliance.net.tcp import MAX_CONNECTIONS, MAX_PER_SOURCE
 
     async def body():
         async with running_agent(tmp_path) as agent:
             port = agent_port(agent)
             held = []
             try:
-                for _ in range(MAX_CONNECTIONS):
-                    held.append(await asyncio.open_connection("127.0.0.1", port))
-                await wait_until(lambda: len(agent.stack._tcp.connections) == MAX_CONNECTIONS)
+                for n in range(MAX_CONNECTIONS):  # from many addresses: each has a cap too
+                    source = "127.0.0.%d" % (2 + n // MAX_PER_SOURCE)
+                    held.append(await asyncio.open_connection(
+                        "127.0.0.1", port, local_addr=(source, 0)))
+                assert await wait_until(
+                    lambda: len(agent.stack._tcp.connections) == MAX_CONNECTIONS)
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 try:  # one too many: cut off at once
                     assert await asyncio.wait_for(reader.read(), REPLY_WAIT) == b""

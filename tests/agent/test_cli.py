@@ -13,6 +13,7 @@ import time
 import pytest
 
 from .support import Reply, clean_env, free_port, options_request, short_dir
+from .test_tls import pki  # noqa: F401 (the certificates of the TLS tests, a fixture)
 
 START_WAIT = 15.0  # seconds for `appliance run` to print its banner
 STOP_WAIT = 10.0  # seconds for it to stop after a signal
@@ -351,6 +352,52 @@ def test_check_says_when_a_camera_is_not_there(tmp_path):
                   '[[devices]]\nname = "camera"\ntype = "camera"\nsource = "test"\n')
     result = appliance("check", "-c", path)
     assert result.returncode == 0, result.stderr
+
+
+def _with_tls(tmp_path, name, **files):
+    """VALID with a tls: listener and a [tls] section naming `files` (key -> path)."""
+    text = VALID.format(pin=22).replace('"tcp:127.0.0.1:5070"]',
+                                        '"tcp:127.0.0.1:5070", "tls:127.0.0.1:5071"]')
+    text += "\n[tls]\n" + "".join('%s = "%s"\n' % item for item in files.items())
+    path = _write(tmp_path / name, text)
+    os.chmod(path, 0o600)  # it holds a password: no warning about who may read it
+    return path
+
+
+def test_check_loads_the_tls_certificate_key_and_ca(tmp_path, pki):  # noqa: F811 (fixture)
+    path = _with_tls(tmp_path, "tls.toml", certificate=pki.server_cert, key=pki.server_key,
+                     ca=pki.ca)
+    result = appliance("check", "-c", path)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "OK" in result.stdout
+
+    # A key of another certificate and a CA file of no certificate: both said, each with
+    # its key, what is wrong and the fix; `run` would have stopped on them.
+    path = _with_tls(tmp_path, "bad-tls.toml", certificate=pki.server_cert,
+                     key=pki.other_key, ca=pki.server_key)
+    result = appliance("check", "-c", path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "%s: tls.key: %s is not the private key of the certificate %s; name the key the "
+        "certificate was made for" % (path, pki.other_key, pki.server_cert),
+        "%s: tls.ca: cannot load %s: no certificate or crl found; name a file of PEM "
+        "certificates" % (path, pki.server_key),
+    ]
+
+    path = _with_tls(tmp_path, "swapped.toml", certificate=pki.server_key,
+                     key=pki.server_cert)
+    result = appliance("check", "-c", path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "%s: tls.certificate: %s is not a PEM certificate; name the server's certificate "
+        "(-----BEGIN CERTIFICATE-----)\n" % (path, pki.server_key))
+
+    path = _with_tls(tmp_path, "encrypted.toml", certificate=pki.server_cert,
+                     key=pki.encrypted_key)
+    result = appliance("check", "-c", path)
+    assert result.returncode == 2
+    assert "tls.key: %s is encrypted (has a password)" % pki.encrypted_key in result.stderr
 
 
 # -- run with a config file ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -21,10 +22,19 @@ from pathlib import Path
 import pytest
 
 from appliance.client import send_once
+from appliance.net.resolver import locate
 from appliance.net.stack import SipStack
-from appliance.net.tcp import MAX_CONNECTIONS
+from appliance.net.tcp import MAX_CONNECTIONS, MAX_PER_SOURCE
 from appliance.net.tls import TlsContexts, TlsError
-from appliance.sip.events import RequestReceived
+from appliance.sip.events import (
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from appliance.sip.message import make_request
+from appliance.sip.uri import parse_uri
+from appliance.watch import Watch
 
 from .support import (
     REPLY_WAIT,
@@ -64,6 +74,11 @@ class Pki:
             "wrong-host", "ca", "subjectAltName=DNS:elsewhere.example\n")
         self.other_cert, self.other_key = self._issue("other", "other-ca", SAN)
         self.expired_cert, self.expired_key = self._issue("expired", "ca", SAN, expired=True)
+        self.name_only_cert, self.name_only_key = self._issue(
+            "name-only", "ca", "subjectAltName=DNS:localhost\n")
+        self.encrypted_key = str(self.dir / "encrypted.key")
+        self._run("pkey", "-in", self.server_key, "-aes256", "-passout", "pass:secret",
+                  "-out", self.encrypted_key)
 
     def _run(self, *args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=self.dir)
@@ -117,12 +132,23 @@ state_dir = "state"
 [[users]]
 name = "alice"
 password = "alice-pw"
-devices = ["porch"]
+devices = ["porch", "frontdoor", "intercom"]
 
 [[devices]]
 name = "porch"
 type = "light"
 pin = 22
+
+[[devices]]
+name = "frontdoor"
+type = "door"
+pin = 17
+
+[[devices]]
+name = "intercom"
+type = "intercom"
+answer_after = 0
+audio = "null"
 """
 
 LISTEN = '["udp:127.0.0.1:0", "tcp:127.0.0.1:0", "tls:127.0.0.1:0"]'
@@ -175,10 +201,13 @@ async def closed_by_peer(reader, timeout=REPLY_WAIT):
 
 
 @contextlib.asynccontextmanager
-async def tls_server(cert, key, handshake_timeout=10.0):
-    """A bare SipStack with only a tls: listener that answers every request 200."""
+async def tls_server(cert, key, handshake_timeout=10.0, sources=None):
+    """A bare SipStack with only a tls: listener that answers every request 200; with
+    `sources` a list, the source of each request is added to it."""
     def answer(event):
         if isinstance(event, RequestReceived) and event.transaction is not None:
+            if sources is not None:
+                sources.append(event.source)
             stack.respond(event.transaction, 200)
 
     stack = SipStack([("tls", "127.0.0.1", 0)], answer, tls=TlsContexts(cert, key),
@@ -286,12 +315,16 @@ def test_tls_connections_count_from_accept_against_the_limit(pki):
             held = []
             try:
                 # Peers that connect and say nothing: each holds a slot while its
-                # handshake may still come (then the handshake timeout frees it).
-                for _ in range(MAX_CONNECTIONS):
-                    held.append(await asyncio.open_connection("127.0.0.1", port))
+                # handshake may still come (then the handshake timeout frees it). From
+                # as many loopback addresses as it takes to pass the limit per source.
+                for index in range(MAX_CONNECTIONS):
+                    source = "127.0.0.%d" % (2 + index // MAX_PER_SOURCE)
+                    held.append(await asyncio.open_connection("127.0.0.1", port,
+                                                              local_addr=(source, 0)))
                 assert await wait_until(lambda: stack._tls.count() == MAX_CONNECTIONS)
                 with pytest.raises((ssl.SSLError, ConnectionError, TimeoutError)):
                     await tls_connect(port, client_context(pki))  # one too many: cut off
+                assert stack._tls.sources["127.0.0.1"] == 0  # refused, so not counted
                 held.pop()[1].close()
                 assert await wait_until(lambda: stack._tls.count() == MAX_CONNECTIONS - 1)
                 reply, _, _ = await ask_over_tls(pki, port, "within-limit")
@@ -311,8 +344,8 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path, pki):
             await stack.start()
         await stack.close()
         assert str(raised.value) == (
-            "tls.certificate, tls.key: cannot load %s with %s: key values mismatch; name a "
-            "PEM certificate and its unencrypted private key" % (pki.server_cert, pki.other_key))
+            "tls.key: %s is not the private key of the certificate %s; name the key the "
+            "certificate was made for" % (pki.other_key, pki.server_cert))
         stack = SipStack([("tcp", "127.0.0.1", 0)], print, tls=TlsContexts(ca=pki.server_key))
         with pytest.raises(TlsError) as raised:
             await stack.start()
@@ -320,6 +353,31 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path, pki):
                                      "name a file of PEM certificates" % pki.server_key)
 
     run(body())
+
+
+@pytest.mark.parametrize("certificate, key, expected", [
+    ("server_key", "server_key",
+     "tls.certificate: {certificate} is not a PEM certificate; name the server's certificate "
+     "(-----BEGIN CERTIFICATE-----)"),
+    ("server_cert", "ca",
+     "tls.key: {key} is not a PEM private key; name the certificate's private key "
+     "(-----BEGIN PRIVATE KEY-----)"),
+    ("server_cert", "encrypted_key",
+     "tls.key: {key} is encrypted (has a password); name an unencrypted private key "
+     "(openssl pkey -in {key} -out NEW.pem)"),
+    ("missing", "server_key",
+     "tls.certificate: cannot read {certificate}: No such file or directory; name a "
+     "readable PEM file"),
+    ("server_cert", "missing",
+     "tls.key: cannot read {key}: No such file or directory; name a readable PEM file"),
+])
+def test_a_certificate_problem_names_the_file_at_fault(pki, certificate, key, expected):
+    paths = {"missing": str(pki.dir / "missing.pem")}
+    certificate = paths.get(certificate) or getattr(pki, certificate)
+    key = paths.get(key) or getattr(pki, key)
+    with pytest.raises(TlsError) as raised:  # an encrypted key is refused, never asked for
+        TlsContexts(certificate, key).server()
+    assert str(raised.value) == expected.format(certificate=certificate, key=key)
 
 
 # -- the client side ---------------------------------------------------------------------------
@@ -376,15 +434,101 @@ def test_a_server_that_fails_verification_is_unreachable_and_logged(pki, caplog,
     run(body())
 
 
-def test_the_command_line_takes_the_ca_with_dash_dash_ca(tmp_path, pki):
-    env, root = clean_env()
+class TlsClient:
+    """A SipStack of the test's own that sends OPTIONS to sips: URIs, located as the
+    agent locates them, with the test CA and no tls: listener."""
 
-    async def appliance(*args):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "appliance.cli", *args, cwd=root, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(process.communicate(), 20)
-        return process.returncode, out.decode(), err.decode()
+    def __init__(self, pki):
+        self.stack = SipStack([("tcp", "127.0.0.1", 0)], self._on_event,
+                              tls=TlsContexts(ca=pki.ca))
+        self.waiting = {}  # client transaction -> Future of its outcome
+
+    async def __aenter__(self):
+        await self.stack.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stack.close()
+
+    def _on_event(self, event):
+        if isinstance(event, ResponseReceived) and event.response.status < 200:
+            return
+        if isinstance(event, ResponseReceived | TransportFailed | TransactionTimedOut):
+            future = self.waiting.pop(event.transaction, None)
+            if future is not None and not future.done():
+                future.set_result(event.response.status if isinstance(event, ResponseReceived)
+                                  else type(event).__name__)
+
+    async def options(self, uri_text):
+        """The status of the final response, or the name of the event that ended it."""
+        uri = parse_uri(uri_text)
+        target = (await locate(uri, transports=("tcp", "tls")))[0]
+        endpoint = self.stack.endpoint
+        request = make_request("OPTIONS", uri, "sip:tester@127.0.0.1", endpoint.new_tag(),
+                               endpoint.new_call_id())
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[self.stack.send_request(request, tuple(target))] = future
+        return await asyncio.wait_for(future, REPLY_WAIT)
+
+
+def test_a_tls_connection_is_reused_only_for_the_name_it_was_verified_for(pki):
+    async def body():
+        sources = []
+        async with tls_server(pki.server_cert, pki.server_key, sources=sources) \
+                as (server, port), TlsClient(pki) as client:
+            for host in ("localhost", "127.0.0.1", "localhost", "127.0.0.1"):
+                assert await client.options("sips:porch@%s:%d" % (host, port)) == 200
+            # Two names of one server, 127.0.0.1:port: a connection each, each used again.
+            assert sources[0] == sources[2] and sources[1] == sources[3]
+            assert sources[0] != sources[1]
+            assert sorted(client.stack._tls.verified) == [
+                ("127.0.0.1", port, "127.0.0.1"), ("127.0.0.1", port, "localhost")]
+            assert len(server._tls.connections) == 2
+            # Accepted ones count against the limit per source; ours to a server do not.
+            assert server._tls.sources == {"127.0.0.1": 2} and not client.stack._tls.sources
+
+    run(body())
+
+
+def test_a_name_the_server_cannot_prove_does_not_ride_another_names_connection(pki, caplog):
+    caplog.set_level(logging.INFO, logger="appliance.net.tcp")
+
+    async def body():
+        sources = []
+        # A certificate for localhost alone, not for the address it is served on.
+        async with tls_server(pki.name_only_cert, pki.name_only_key, sources=sources) \
+                as (_, port), TlsClient(pki) as client:
+            assert await client.options("sips:porch@localhost:%d" % port) == 200
+            # The connection open to 127.0.0.1:port proved "localhost", not "127.0.0.1".
+            assert await client.options("sips:porch@127.0.0.1:%d" % port) \
+                == "TransportFailed"
+            assert "TLS connection to 127.0.0.1 (127.0.0.1:%d) failed: certificate verify " \
+                "failed: IP address mismatch, certificate is not valid for '127.0.0.1'." \
+                % port in caplog.text, caplog.text
+            # ... and the one that proved its name carries on.
+            assert await client.options("sips:porch@localhost:%d" % port) == 200
+            assert len(sources) == 2 and sources[0] == sources[1]
+            assert list(client.stack._tls.verified) == [("127.0.0.1", port, "localhost")]
+
+    run(body())
+
+
+async def appliance_command(*args, timeout=20):
+    """`appliance ARGS...` run to its end: (exit status, stdout, stderr)."""
+    process = await spawn(*args)
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def spawn(*args):
+    env, root = clean_env()
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli", *args, cwd=root, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+def test_the_command_line_takes_the_ca_with_dash_dash_ca(tmp_path, pki):
+    appliance = appliance_command
 
     async def body():
         async with agent_from(tmp_path, home(pki)) as agent:
@@ -401,6 +545,111 @@ def test_the_command_line_takes_the_ca_with_dash_dash_ca(tmp_path, pki):
             assert "certificate verify failed: unable to get local issuer certificate" in err
             assert "cannot reach %s over tls" % uri in err
             assert "Traceback" not in err
+
+    run(body(), deadline=60)
+
+
+def test_subscribe_over_tls_prints_the_door_opening(tmp_path, pki, caplog):
+    caplog.set_level(logging.INFO, logger="appliance.agent")
+
+    async def body():
+        async with agent_from(tmp_path, home(pki)) as agent:
+            uri = "sips:frontdoor@localhost:%d" % port_of(agent.stack, "tls")
+            process = await spawn("subscribe", uri, "--ca", pki.ca, "--user", "alice",
+                                  "--password", "alice-pw", "--timeout", "3")
+            try:
+                first = await asyncio.wait_for(process.stdout.readline(), 15)
+                assert "  frontdoor  closed  seq " in first.decode(), first
+                agent.simulate("frontdoor", "open")
+                second = await asyncio.wait_for(process.stdout.readline(), REPLY_WAIT)
+                assert "  frontdoor  open  seq " in second.decode(), second
+                process.send_signal(signal.SIGTERM)  # unsubscribes, exit 0
+                _, err = await asyncio.wait_for(process.communicate(), 10)
+                assert process.returncode == 0, err.decode()
+                assert "Traceback" not in err.decode()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            lines = [r.getMessage() for r in caplog.records
+                     if r.getMessage().startswith("SUBSCRIBE ")]
+            # Challenged, subscribed, and unsubscribed in the dialog (to the agent's
+            # Contact, its address): all on the one connection verified for localhost.
+            assert [line.split(" -> ")[1][:3] for line in lines] == ["401", "200", "200"]
+            sources = {line.split(" from ")[1].split(" ")[0] for line in lines}
+            assert len(sources) == 1 and sources.pop().startswith("tls:127.0.0.1:"), lines
+
+    run(body(), deadline=60)
+
+
+def test_a_watch_over_tls_pings_its_connection_and_ends_when_it_is_gone(tmp_path, pki):
+    async def body():
+        async with agent_from(tmp_path, home(pki)) as agent:
+            port = port_of(agent.stack, "tls")
+            lines, errors = [], []
+            watch = Watch("sips:frontdoor@localhost:%d" % port, username="alice",
+                          password="alice-pw", ca=pki.ca, keepalive=0.1, out=lines.append,
+                          err=errors.append)
+            watching = asyncio.create_task(watch.run())
+            try:
+                assert await wait_until(lambda: lines)
+                (connection,) = agent.stack._tls.connections.values()
+                since = connection.last_used
+                # CRLF pings keep the agent's end of the flow from going idle.
+                assert await wait_until(lambda: connection.last_used > since + 0.3)
+                assert len(lines) == 1  # no NOTIFY came meanwhile
+                connection.transport.abort()  # the flow is gone: no NOTIFY can come
+                assert await asyncio.wait_for(watching, REPLY_WAIT) == 1
+            finally:
+                watching.cancel()
+            assert errors[-1] == ("subscription ended: the connection to 127.0.0.1:%d "
+                                  "closed; no NOTIFY can reach us" % port), errors
+
+    run(body())
+
+
+def test_a_call_over_tls_is_answered(tmp_path, pki, caplog):
+    caplog.set_level(logging.INFO, logger="appliance.agent")
+
+    async def body():
+        async with agent_from(tmp_path, home(pki)) as agent:
+            uri = "sip:intercom@127.0.0.1:%d;transport=tls" % port_of(agent.stack, "tls")
+            status, out, err = await appliance_command(
+                "call", uri, "--ca", pki.ca, "--user", "alice", "--password", "alice-pw",
+                "--audio", "null", "--duration", "1", "--timeout", "10")
+            assert status == 0, out + err
+            lines = out.splitlines()
+            assert lines[0] == "calling " + uri
+            assert lines[1].startswith("answered by "), out
+            assert lines[2].startswith("ended: hung up after 1 s (RTP sent "), out
+            invites = [r.getMessage() for r in caplog.records
+                       if r.getMessage().startswith("INVITE ")]
+            assert invites and all(" from tls:127.0.0.1:" in line for line in invites), invites
+
+    run(body(), deadline=60)
+
+
+@pytest.mark.parametrize("command", ["subscribe", "call"])
+def test_subscribe_and_call_to_a_server_of_another_ca_fail_clearly(tmp_path, pki, command):
+    async def body():
+        async with agent_from(tmp_path, home(pki)) as agent:
+            name = "frontdoor" if command == "subscribe" else "intercom"
+            uri = "sips:%s@localhost:%d" % (name, port_of(agent.stack, "tls"))
+            extra = ["--audio", "null"] if command == "call" else []
+            status, out, err = await appliance_command(
+                command, uri, "--ca", pki.other_ca, "--user", "alice", "--password",
+                "alice-pw", "--timeout", "3", *extra)
+            assert status == 1, out + err
+            assert "TLS connection to localhost (127.0.0.1:%d) failed: certificate verify " \
+                "failed: unable to get local issuer certificate" % port_of(agent.stack, "tls") \
+                in err, err
+            if command == "subscribe":
+                assert out == ""
+                assert "cannot reach %s over tls" % uri in err
+            else:
+                assert out.splitlines()[1].startswith("ended: cannot reach %s (" % uri), out
+            assert "Traceback" not in err
+            assert agent.notifier.subscriptions == {}
 
     run(body(), deadline=60)
 
