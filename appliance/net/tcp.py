@@ -4,9 +4,10 @@ when idle.
 Each connection frames messages with the core's `StreamParser`; a peer that sends bytes
 that cannot be framed is disconnected, the rest carry on.
 
-Connections are bounded: MAX_CONNECTIONS per transport in all, and MAX_PER_SOURCE
-accepted from one peer address, so that one host cannot take every slot; connections we
-open ourselves (to the registrar, to a target) count only in the total. A refused
+Connections are bounded: MAX_CONNECTIONS per transport in all, of which MAX_ACCEPTED may be
+accepted ones (the rest stay free for connections we open, to the registrar or a target),
+and MAX_PER_SOURCE accepted from one peer address, so that one host cannot take every
+slot. A refused
 connection is aborted at once and logged at most once per REFUSAL_LOG_INTERVAL per
 source, with how many were refused since, so a flood does not flood the log too.
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 60.0  # seconds without traffic before a connection is closed
 MAX_MESSAGE = 65536
 MAX_CONNECTIONS = 256  # a home appliance's worth; more are refused, so memory stays bounded
+# Of those, the ones accepted: the rest are kept for connections we open (to the registrar,
+# an alert's target, a call), which peers filling the table must not lock out.
+MAX_ACCEPTED = MAX_CONNECTIONS - 16
 MAX_PER_SOURCE = 32  # accepted from one peer address (ours to others are not counted)
 REFUSAL_LOG_INTERVAL = 10.0  # seconds: at most one log line per source about refusals
 MAX_UNSENT = 1 << 20  # bytes queued for a peer that does not read before it is cut off
@@ -241,8 +245,9 @@ class TcpConnections:
         """Count a connection just made against the limits: False (and logged) when it is
         one too many."""
         host = connection.peer[0]
-        if self.count() >= MAX_CONNECTIONS:
-            self._refused(None, connection, "%d connections open" % MAX_CONNECTIONS)
+        limit = MAX_CONNECTIONS if connection.outgoing else MAX_ACCEPTED
+        if self.count() >= limit:
+            self._refused(None, connection, "%d connections open" % limit)
             return False
         if connection.outgoing:
             return True

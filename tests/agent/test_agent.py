@@ -562,19 +562,19 @@ def test_a_request_over_1300_bytes_moves_from_udp_to_tcp(tmp_path, caplog):
 
 
 def test_tcp_connections_beyond_the_limit_are_refused_and_the_rest_served(tmp_path):
-    from appliance.net.tcp import MAX_CONNECTIONS, MAX_PER_SOURCE
+    from appliance.net.tcp import MAX_ACCEPTED, MAX_PER_SOURCE
 
     async def body():
         async with running_agent(tmp_path) as agent:
             port = agent_port(agent)
             held = []
             try:
-                for n in range(MAX_CONNECTIONS):  # from many addresses: each has a cap too
+                for n in range(MAX_ACCEPTED):  # from many addresses: each has a cap too
                     source = "127.0.0.%d" % (2 + n // MAX_PER_SOURCE)
                     held.append(await asyncio.open_connection(
                         "127.0.0.1", port, local_addr=(source, 0)))
                 assert await wait_until(
-                    lambda: len(agent.stack._tcp.connections) == MAX_CONNECTIONS)
+                    lambda: len(agent.stack._tcp.connections) == MAX_ACCEPTED)
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 try:  # one too many: cut off at once
                     assert await asyncio.wait_for(reader.read(), REPLY_WAIT) == b""
@@ -584,6 +584,13 @@ def test_tcp_connections_beyond_the_limit_are_refused_and_the_rest_served(tmp_pa
                 writer.write(options_request("sip:porch@127.0.0.1:%d" % port,
                                              _tcp_via(writer), "held-0@test", "z9hG4bK-held"))
                 assert Reply(await read_stream_message(reader)).status == 200
+                # The agent's own connections (to its registrar) still get a place.
+                accepted = asyncio.Event()
+                server = await asyncio.start_server(lambda r, w: accepted.set(), "127.0.0.1", 0)
+                async with server:
+                    agent.stack.send_raw(b"\r\n\r\n", "tcp", "127.0.0.1",
+                                         server.sockets[0].getsockname()[1])
+                    await asyncio.wait_for(accepted.wait(), REPLY_WAIT)
             finally:
                 for _, writer in held:
                     writer.close()

@@ -24,7 +24,7 @@ import pytest
 from appliance.client import send_once
 from appliance.net.resolver import locate
 from appliance.net.stack import SipStack
-from appliance.net.tcp import MAX_CONNECTIONS, MAX_PER_SOURCE
+from appliance.net.tcp import MAX_ACCEPTED, MAX_PER_SOURCE
 from appliance.net.tls import TlsContexts, TlsError
 from appliance.sip.events import (
     RequestReceived,
@@ -317,16 +317,16 @@ def test_tls_connections_count_from_accept_against_the_limit(pki):
                 # Peers that connect and say nothing: each holds a slot while its
                 # handshake may still come (then the handshake timeout frees it). From
                 # as many loopback addresses as it takes to pass the limit per source.
-                for index in range(MAX_CONNECTIONS):
+                for index in range(MAX_ACCEPTED):
                     source = "127.0.0.%d" % (2 + index // MAX_PER_SOURCE)
                     held.append(await asyncio.open_connection("127.0.0.1", port,
                                                               local_addr=(source, 0)))
-                assert await wait_until(lambda: stack._tls.count() == MAX_CONNECTIONS)
+                assert await wait_until(lambda: stack._tls.count() == MAX_ACCEPTED)
                 with pytest.raises((ssl.SSLError, ConnectionError, TimeoutError)):
                     await tls_connect(port, client_context(pki))  # one too many: cut off
                 assert stack._tls.sources["127.0.0.1"] == 0  # refused, so not counted
                 held.pop()[1].close()
-                assert await wait_until(lambda: stack._tls.count() == MAX_CONNECTIONS - 1)
+                assert await wait_until(lambda: stack._tls.count() == MAX_ACCEPTED - 1)
                 reply, _, _ = await ask_over_tls(pki, port, "within-limit")
                 assert reply.status == 200
             finally:
