@@ -93,6 +93,12 @@ class Call:
         return transaction in self._transactions
 
     @property
+    def secure(self):
+        """Whether its SIP goes over TLS: then an offer of ours keys SRTP (SDES keys are
+        sent in the SDP, so only over an encrypted channel: RFC 4568 section 8.3)."""
+        return self.destination is not None and self.destination[0] == "tls"
+
+    @property
     def busy(self):
         """Whether SIP of ours is still under way (a BYE or CANCEL waiting for its answer;
         an INVITE that has its 2xx only waits for forks)."""

@@ -134,7 +134,7 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
                             from_uri, (transport, address, port),
                             ("%s;lr" % next_hop,) if proxy else (), credentials)
         call.media = media
-        call.offer = media.offer(call.id, 1)
+        call.offer = media.offer(call.id, 1, secure=call.secure)
         holder.append(call)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, call.hang_up, "hung up here")

@@ -209,7 +209,7 @@ class Calls:
                 call.reject(488)
                 return
         else:
-            text = media.offer(call.id, version)
+            text = media.offer(call.id, version, secure=call.secure)
         call.answer(text)
 
     # -- outgoing: the doorbell --------------------------------------------------------------
@@ -310,7 +310,7 @@ class Calls:
         except MediaError as error:
             log.error("%s: cannot call %s: %s", name, target, error)
             return None
-        call.offer = call.media.offer(call.id, 1)
+        call.offer = call.media.offer(call.id, 1, secure=call.secure)
         self._add(call)
         self._event(name, "call_started", call)
         call.start()
@@ -587,7 +587,7 @@ def reoffer(call, offer):
         return None
     version = call.sdp_version + 1
     if offer is None:
-        return media.offer(call.id, version)
+        return media.offer(call.id, version, secure=call.secure)
     text = media.answer(offer, call.id, version)
     if text is not None:
         video = media.video.negotiated if media.video is not None else None

@@ -198,12 +198,23 @@ class MediaSession(PortPair):
 
     # -- offer and answer (RFC 3264) over this session's address ------------------------
 
-    def offer(self, session_id, version):
+    def offer(self, session_id, version, secure=False):
         """Our SDP offer for this session: SRTP with the keys in use when the audio is SRTP
-        already (a re-INVITE without an offer), else plain RTP."""
+        already (a re-INVITE without an offer); else, when the SIP is `secure` (TLS), SRTP
+        (RTP/SAVP, AES_CM_128_HMAC_SHA1_80) with a new key, which a peer must take or
+        refuse; else plain RTP."""
         self.call_id = session_id
-        self._offered_crypto = (self.srtp.suite, self.srtp.local_key) \
-            if self.srtp is not None else None
+        if self.srtp is not None:
+            self._offered_crypto = (self.srtp.suite, self.srtp.local_key)
+        elif secure and self.port is not None and srtp.available():
+            if self._srtp_key is None:
+                self._srtp_key = srtp.new_key()  # kept for our answers in this session
+            self._offered_crypto = (sdp.AES_CM_128_HMAC_SHA1_80, self._srtp_key)
+        else:
+            if secure and self.port is not None:
+                log.warning("call %s: offering plain RTP over TLS: %s", session_id,
+                            srtp.INSTALL_HINT)
+            self._offered_crypto = None
         return sdp.offer(self.address, self.port, session_id, version,
                          video=self._video_offer(), crypto=self._offered_crypto)
 

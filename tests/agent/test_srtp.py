@@ -15,6 +15,7 @@ import pylibsrtp  # the `test` extra installs it: missing, these tests fail, nev
 from appliance.media import rtcp
 from appliance.media import srtp as srtp_module
 from appliance.media.dtmf import event_payloads
+from appliance.media.session import MediaSession
 from appliance.sip import sdp
 
 from .support import run, wait_until
@@ -363,3 +364,41 @@ def test_without_pylibsrtp_srtp_is_refused_and_the_log_says_what_to_install(
     hint = "pip install 'sip-appliance[srtp]'"
     assert any("refused (488)" in m and hint in m for m in messages), messages
     assert any("goes in the clear" in m and hint in m for m in messages), messages
+
+
+def test_an_offer_over_tls_keys_srtp_and_one_over_plain_sip_does_not(monkeypatch, caplog):
+    async def body():
+        media = MediaSession(asyncio.get_running_loop(), "null")
+        await media.open("127.0.0.1")
+        try:
+            plain = sdp.parse(media.offer("c1", 1)).media[0]
+            assert (plain.proto, plain.crypto()) == ("RTP/AVP", [])
+            secure = sdp.parse(media.offer("c1", 2, secure=True)).media[0]
+            [crypto] = secure.crypto()
+            assert (secure.proto, crypto.tag, crypto.suite) == ("RTP/SAVP", 1, SUITE_80)
+            again = sdp.parse(media.offer("c1", 3, secure=True)).media[0]
+            assert again.crypto()[0].key == crypto.key  # one key of ours per session
+            # The phone answers with a key of its own: the audio is SRTP both ways.
+            with secure_phone() as phone_media:
+                text, _, _ = sdp.answer(sdp.parse(media.offer("c1", 4, secure=True)),
+                                        "127.0.0.1", phone_media.rtp_port, "77",
+                                        srtp_key=phone_media.key)
+                assert media.accept(sdp.parse(text)).crypto.key == phone_media.key
+                assert media.srtp is not None and media.srtp.suite == SUITE_80
+            # Without pylibsrtp, a secure offer is plain, and the log says what to install.
+            monkeypatch.setattr(srtp_module, "pylibsrtp", None)
+            fresh = MediaSession(asyncio.get_running_loop(), "null")
+            await fresh.open("127.0.0.1")
+            try:
+                assert sdp.parse(fresh.offer("c2", 1, secure=True)).media[0].proto == \
+                    "RTP/AVP"
+            finally:
+                fresh.close()
+        finally:
+            media.close()
+
+    caplog.set_level(logging.WARNING, logger="appliance")
+    run(body())
+    assert any("offering plain RTP over TLS" in r.getMessage()
+               and "pip install 'sip-appliance[srtp]'" in r.getMessage()
+               for r in caplog.records)

@@ -608,8 +608,9 @@ def test_a_watch_over_tls_pings_its_connection_and_ends_when_it_is_gone(tmp_path
     run(body())
 
 
-def test_a_call_over_tls_is_answered(tmp_path, pki, caplog):
+def test_a_call_over_tls_is_answered_with_srtp(tmp_path, pki, caplog):
     caplog.set_level(logging.INFO, logger="appliance.agent")
+    caplog.set_level(logging.INFO, logger="appliance.media.session")
 
     async def body():
         async with agent_from(tmp_path, home(pki)) as agent:
@@ -625,6 +626,11 @@ def test_a_call_over_tls_is_answered(tmp_path, pki, caplog):
             invites = [r.getMessage() for r in caplog.records
                        if r.getMessage().startswith("INVITE ")]
             assert invites and all(" from tls:127.0.0.1:" in line for line in invites), invites
+            # Over TLS the caller offers SRTP (its keys travel encrypted), and it is taken.
+            srtp = [r.getMessage() for r in caplog.records if "the audio is SRTP" in
+                    r.getMessage()]
+            assert [line.partition(": ")[2] for line in srtp] == [
+                "the audio is SRTP (AES_CM_128_HMAC_SHA1_80)"], srtp
 
     run(body(), deadline=60)
 
