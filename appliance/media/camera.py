@@ -108,15 +108,18 @@ def _rpicam():
     return shutil.which("rpicam-vid") or shutil.which("libcamera-vid")
 
 
-def commands(spec, port, simulate=False):
+def commands(spec, port, simulate=False, local_port=None):
     """The argv of each process of the pipeline, the first feeding the next through a pipe
-    when there are two, the last sending RTP to 127.0.0.1:`port`."""
+    when there are two, the last sending RTP to 127.0.0.1:`port`, from `local_port` (and
+    its unused RTCP from the next port) when given."""
     fps = spec.framerate
     gop = max(1, round(fps * spec.keyframe_interval))
     size = "%dx%d" % (spec.width, spec.height)
     ffmpeg = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"]
     out = ["-an", "-f", "rtp", "-payload_type", str(PAYLOAD_TYPE), "-rtpflags", "skip_rtcp",
-           "rtp://127.0.0.1:%d?pkt_size=%d" % (port, PACKET_SIZE)]
+           "rtp://127.0.0.1:%d?pkt_size=%d" % (port, PACKET_SIZE)
+           + ("" if local_port is None else "&localrtpport=%d&localrtcpport=%d"
+              % (local_port, local_port + 1))]
     source = "test" if simulate else spec.source
     if source == "rpicam":
         camera = [_rpicam() or "rpicam-vid", "--nopreview", "--timeout", "0",
@@ -162,7 +165,7 @@ class Camera:
         self._pps = None
         self._described = asyncio.Event()
         self._socket = None
-        self._source = None  # the encoder's (host, port), latched per start
+        self._source = None  # the encoder's (host, port), chosen per start
         self._processes = []
         self._supervisor = None
         self._stopping = None  # the supervisor of the last run while it stops its encoder
@@ -342,11 +345,14 @@ class Camera:
             viewer.video_failed(reason)
 
     async def _spawn(self):
-        argvs = commands(self.spec, self._socket.getsockname()[1], self.simulate)
+        # The encoder sends from a port chosen here, and only what comes from it is taken:
+        # another program on the machine cannot slip pictures of its own into the calls.
+        local_port = _free_pair()
+        argvs = commands(self.spec, self._socket.getsockname()[1], self.simulate, local_port)
         self._stderr.clear()
         self._since_keyframe = []
         self._ended_picture = True
-        self._source = None
+        self._source = ("127.0.0.1", local_port)
         self._offset = None
         self._first_keyframe = False
         self._started_at = self.loop.time()
@@ -478,13 +484,12 @@ class Camera:
                 data, source = self._socket.recvfrom(2048)
             except OSError:
                 return
-            if source[0] != "127.0.0.1" or (self._source is not None and source != self._source):
+            if source != self._source:
                 continue  # not our encoder
             try:
                 packet = parse_rtp(data)
             except ValueError:
                 continue
-            self._source = source
             self._packet(packet)
 
     def _packet(self, packet):
@@ -539,6 +544,29 @@ class Camera:
                 "restarts": self.restarts, "frames": self.frames,
                 "profile_level_id": self.description.profile_level_id
                 if self.description else None, "failure": self.failure}
+
+
+def _free_pair():
+    """An even port on 127.0.0.1 that is free with its odd neighbour (the encoder's RTP and
+    RTCP sockets): found by binding both and letting them go for the encoder to take. Should
+    another program take one meanwhile, the encoder fails to start and is started again."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1] & ~1
+        if port < 1024:
+            continue
+        pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            pair[0].bind(("127.0.0.1", port))
+            pair[1].bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in pair:
+                sock.close()
+    raise CameraError("no free pair of ports on 127.0.0.1 for the encoder")
 
 
 class _Probe:

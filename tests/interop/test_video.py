@@ -62,6 +62,7 @@ rtp_timeout = {rtp_timeout}
 
 PAYLOAD_TYPE = 97
 WAIT = 10.0
+FORGED = b"a picture not from the camera"
 
 
 @pytest.fixture(autouse=True)
@@ -152,6 +153,7 @@ class Receiver:
         self.keyframes = 0  # packets starting a keyframe (SPS or the start of an IDR)
         self.packets = 0
         self.source = None
+        self.forged = 0  # packets carrying FORGED: another program's, passed on
 
     def read(self):
         while True:
@@ -160,6 +162,7 @@ class Receiver:
             except BlockingIOError:
                 return
             self.packets += 1
+            self.forged += FORGED in data
             self.source = source
             self.payload_types.add(data[1] & 0x7F)
             self.ssrc = struct.unpack_from("!I", data, 8)[0]
@@ -283,6 +286,37 @@ def test_a_real_decoder_decodes_the_camera_at_the_configured_size(tmp_path):
             assert agent.status()["devices"]["camera"]["state"] == "idle"
 
     run(body(), deadline=90)
+
+
+def test_another_program_cannot_slip_pictures_into_a_call(tmp_path):
+    # A program on the same machine that finds the agent's loopback feed socket and sends
+    # first, before the encoder is up, must not become the camera.
+    async def body():
+        async with home(tmp_path) as agent, phone() as alice:
+            receiver = Receiver()
+            forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            forger.bind(("127.0.0.1", 0))
+            try:
+                calling = asyncio.ensure_future(call(agent, alice, receiver))
+                cameras = agent.calls.cameras
+                assert await wait_until(lambda: "camera" in cameras
+                                        and cameras["camera"]._socket is not None, WAIT)
+                feed = cameras["camera"]._socket.getsockname()[1]
+                for sequence in range(400):  # keyframes (IDR) of its own, the camera's type
+                    forger.sendto(struct.pack("!BBHII", 0x80, 0x80 | PAYLOAD_TYPE, sequence,
+                                              sequence * 3000, 0x0BAD) + b"\x65" + FORGED,
+                                  ("127.0.0.1", feed))
+                    await asyncio.sleep(0.005)
+                    receiver.read()
+                assert (await calling).status == 200
+                assert await wait_until(lambda: receiver.read() or receiver.packets > 20, WAIT)
+                assert receiver.forged == 0  # the camera's own pictures, and only those
+                await alice.in_dialog("BYE")
+            finally:
+                forger.close()
+                receiver.close()
+
+    run(body(), deadline=60)
 
 
 def test_a_keyframe_comes_on_request_by_pli_fir_and_info(tmp_path):
