@@ -159,6 +159,7 @@ class MediaSession(PortPair):
         self.srtp_failed = 0  # SRTP and SRTCP packets in that failed authentication
         self._srtp_key = None  # our key (base64) for the next SRTP answer
         self._offered_crypto = None  # (suite, our key) of our last offer, when SRTP
+        self._layout = None  # the m= lines of the last offer and answer (sdp.layout_of)
         self.call_id = None  # for the log: the session id of our SDP (the Call-ID)
         self.closed = False
 
@@ -216,7 +217,8 @@ class MediaSession(PortPair):
                             srtp.INSTALL_HINT)
             self._offered_crypto = None
         return sdp.offer(self.address, self.port, session_id, version,
-                         video=self._video_offer(), crypto=self._offered_crypto)
+                         video=self._video_offer(), crypto=self._offered_crypto,
+                         layout=self._layout)
 
     def answer(self, offered, session_id, version):
         """Answer the Session `offered` and start media as agreed: the SDP text, or None
@@ -244,6 +246,7 @@ class MediaSession(PortPair):
         if made is None:
             return None
         text, negotiated, video = made
+        self._layout = sdp.layout_of(offered, negotiated, video)
         if negotiated is not None:
             self.start(negotiated)
         if self.video is not None:
@@ -254,10 +257,12 @@ class MediaSession(PortPair):
         """Start media as the Session `answered` (the answer to our offer) agreed; the
         audio's Negotiated, or None when it refused our audio."""
         negotiated = sdp.accepted(answered, crypto=self._offered_crypto)
+        video = sdp.accepted(answered, "video") if self.video is not None else None
+        self._layout = sdp.layout_of(answered, negotiated, video)
         if negotiated is not None:
             self.start(negotiated)
         if self.video is not None:
-            self.video.start(sdp.accepted(answered, "video"))
+            self.video.start(video)
         return negotiated
 
     def _video_offer(self):

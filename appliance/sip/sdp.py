@@ -360,32 +360,78 @@ def _connection(value):
 
 
 def offer(address, port, session_id, version=1, direction=SENDRECV, codecs=CODECS,
-          video=None, crypto=None):
+          video=None, crypto=None, layout=None):
     """Our offer: an audio stream at `address`:`port` (none when `port` is None) with
     `codecs` and telephone-event, on RTP/SAVP keyed with `crypto` = (suite, our base64
     key) when given, then, with `video` = (port, Video) or (port, Video, direction),
     H.264: sendonly by default (a camera's), recvonly to watch one; inactive when the audio
-    is."""
+    is.
+
+    A new offer in a session keeps the m= lines of the one before, in their order (RFC 3264
+    section 8): `layout` lists them, (kind, proto, formats text, "audio", "video" or None
+    for whose stream of ours it carried). Ours go where they were, or in a refused line of
+    their kind; any other line is written refused, with port 0; a stream of ours without a
+    place goes last."""
     lines = _head(address, session_id, version)
+    audio = []
     if port is not None:
         formats = [STATIC_TYPES[codec] for codec in codecs] + [EVENT_TYPE]
-        lines.append("m=audio %d %s %s" % (port, "RTP/SAVP" if crypto else "RTP/AVP",
+        audio.append("m=audio %d %s %s" % (port, "RTP/SAVP" if crypto else "RTP/AVP",
                                            " ".join(str(n) for n in formats)))
         for codec in codecs:
-            lines.append("a=rtpmap:%d %s/8000" % (STATIC_TYPES[codec], codec))
-        lines.append("a=rtpmap:%d %s/8000" % (EVENT_TYPE, TELEPHONE_EVENT))
-        lines.append("a=fmtp:%d 0-16" % EVENT_TYPE)
-        lines.append("a=ptime:%d" % PTIME)
-        lines.append("a=" + direction)
+            audio.append("a=rtpmap:%d %s/8000" % (STATIC_TYPES[codec], codec))
+        audio.append("a=rtpmap:%d %s/8000" % (EVENT_TYPE, TELEPHONE_EVENT))
+        audio.append("a=fmtp:%d 0-16" % EVENT_TYPE)
+        audio.append("a=ptime:%d" % PTIME)
+        audio.append("a=" + direction)
         if crypto:
-            lines.append("a=crypto:%s" % Crypto(CRYPTO_TAG, crypto[0], crypto[1]))
+            audio.append("a=crypto:%s" % Crypto(CRYPTO_TAG, crypto[0], crypto[1]))
+    pictures = []
     if video is not None:
         video_direction = video[2] if len(video) > 2 else SENDONLY
         if direction == INACTIVE:
             video_direction = INACTIVE
-        _video_lines(lines, video[0], "RTP/AVP", VIDEO_TYPE, video[1], FEEDBACK,
+        _video_lines(pictures, video[0], "RTP/AVP", VIDEO_TYPE, video[1], FEEDBACK,
                      video_direction)
+    layout = layout or ()
+    audio_at = _place(layout, "audio")
+    video_at = _place(layout, "video")
+    for index, entry in enumerate(layout):
+        if index == audio_at and audio:
+            lines.extend(audio)
+            audio = []
+        elif index == video_at and pictures:
+            lines.extend(pictures)
+            pictures = []
+        else:
+            lines.append("m=%s 0 %s %s" % entry[:3])
+    lines.extend(audio)
+    lines.extend(pictures)
     return _text(lines)
+
+
+def _place(layout, kind):
+    """Where in `layout` our `kind` of stream goes: where it was, else a line of that kind
+    no stream of ours holds (refused: RFC 3264 section 8.1 lets a new stream take it)."""
+    free = None
+    for index, entry in enumerate(layout):
+        if entry[3] == kind:
+            return index
+        if free is None and entry[0] == kind and entry[3] is None:
+            free = index
+    return free
+
+
+def layout_of(session, audio=None, video=None):
+    """The m= lines of `session`, an offer or answer just exchanged, as `offer` takes them
+    for the next: `audio` and `video` are what it agreed for ours (Negotiated,
+    VideoNegotiated or None), which name their lines by index."""
+    out = []
+    for index, media in enumerate(session.media):
+        ours = "audio" if audio is not None and audio.index == index else \
+            "video" if video is not None and video.index == index else None
+        out.append((media.kind, media.proto, " ".join(media.formats), ours))
+    return out
 
 
 def _video_lines(lines, port, proto, number, video, feedback, direction):

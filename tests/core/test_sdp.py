@@ -16,6 +16,7 @@ from appliance.sip.sdp import (
     Video,
     accepted,
     answer,
+    layout_of,
     offer,
     parse,
     parse_crypto,
@@ -152,6 +153,46 @@ class TestOfferAndAccepted(unittest.TestCase):
     def test_an_answer_naming_a_codec_we_did_not_offer(self):
         sdp = BARESIP.replace("RTP/AVP 96 9 0 8 101", "RTP/AVP 9")
         self.assertIsNone(accepted(parse(sdp)))
+
+
+class TestReoffer(unittest.TestCase):
+    """RFC 3264 section 8: a new offer in a session keeps the m= lines, in their order."""
+
+    def kinds(self, text):
+        return [(m.kind, m.port != 0) for m in parse(text).media]
+
+    def test_a_camera_reoffers_the_refused_audio_before_its_video(self):
+        offered = parse(VIDEO_PHONE)
+        _, audio, video = answer(offered, "198.51.100.7", None, "42", video=(40002, CAMERA))
+        layout = layout_of(offered, audio, video)
+        again = offer("198.51.100.7", None, "42", 2, video=(40002, CAMERA), layout=layout)
+        self.assertEqual(self.kinds(again), [("audio", False), ("video", True)])
+        self.assertEqual(lines(again)[5], "m=audio 0 RTP/AVP 96 9 0 8 101")
+
+    def test_the_phones_order_is_kept_video_first(self):
+        video_first = VIDEO_PHONE[VIDEO_PHONE.index("m=video"):]
+        offered = parse(BARESIP[:BARESIP.index("m=audio")] + video_first
+                        + BARESIP[BARESIP.index("m=audio"):])
+        _, audio, video = answer(offered, "198.51.100.7", 40000, "42", video=(40002, CAMERA))
+        again = offer("198.51.100.7", 40000, "42", 2, video=(40002, CAMERA),
+                      layout=layout_of(offered, audio, video))
+        self.assertEqual(self.kinds(again), [("video", True), ("audio", True)])
+
+    def test_a_stream_refused_by_the_answer_may_be_offered_again_in_its_line(self):
+        ours = parse(offer("198.51.100.7", 40000, "42"))
+        refused = parse(answer(ours, "192.0.2.20", 10340, "5")[0].replace(
+            "m=audio 10340", "m=audio 0"))
+        layout = layout_of(refused, accepted(refused), None)
+        self.assertEqual(self.kinds(offer("198.51.100.7", 40000, "42", 2, layout=layout)),
+                         [("audio", True)])
+
+    def test_lines_no_stream_of_ours_takes_stay_refused_and_a_new_stream_goes_last(self):
+        offered = parse(BARESIP + "m=text 4000 RTP/AVP 98\r\na=rtpmap:98 t140/1000\r\n")
+        _, audio, _ = answer(offered, "198.51.100.7", 40000, "42")
+        again = offer("198.51.100.7", 40000, "42", 2, video=(40002, CAMERA),
+                      layout=layout_of(offered, audio, None))
+        self.assertEqual(self.kinds(again), [("audio", True), ("text", False),
+                                             ("video", True)])
 
 
 class TestVideo(unittest.TestCase):

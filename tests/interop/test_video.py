@@ -530,6 +530,34 @@ def test_hold_stops_the_encoder_and_resume_starts_it_again(tmp_path):
     run(body(), deadline=60)
 
 
+def test_a_reinvite_without_an_offer_gets_the_calls_m_lines_in_their_order(tmp_path):
+    # RFC 3264 section 8: the camera refused the phone's audio (port 0) and sends video;
+    # its new offer keeps both lines, audio refused first, and the video carries on.
+    async def body():
+        async with streaming(tmp_path) as (_agent, alice, receiver, _response):
+            assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+            response = await alice.in_dialog("INVITE")
+            assert response.status == 200
+            offered = sdp.parse(response.body)
+            assert [(m.kind, m.port != 0) for m in offered.media] == [
+                ("audio", False), ("video", True)]
+            video = offered.media[1]
+            number = int(video.formats[0])
+            answer = ("v=0\r\no=- 77 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+                      "t=0 0\r\nm=audio 0 %s %s\r\nm=video %d RTP/AVP %d\r\n"
+                      "a=rtpmap:%d H264/90000\r\na=fmtp:%d packetization-mode=1\r\n"
+                      "a=recvonly\r\n" % (offered.media[0].proto,
+                                            " ".join(offered.media[0].formats), receiver.port,
+                                            number, number, number))
+            await alice.ack(answer.encode())
+            before = receiver.packets
+            assert await wait_until(lambda: receiver.read() or receiver.packets > before + 20,
+                                    WAIT)
+            assert (await alice.in_dialog("BYE")).status == 200
+
+    run(body(), deadline=60)
+
+
 def test_a_video_only_call_to_the_intercom_without_rtcp_is_hung_up(tmp_path):
     async def body():
         async with streaming(tmp_path, "intercom", audio=False, rtp_timeout=2) as (
