@@ -590,14 +590,52 @@ def _key_text(text):
 
 
 def _pick_video(media):
-    """The payload type of the stream's first H.264/90000 format in packetization mode 1
-    (the mode that fragments frames larger than a packet; mode 0 cannot carry them), or
-    None."""
+    """The payload type of the stream's H.264/90000 format in packetization mode 1 (the
+    mode that fragments frames larger than a packet; mode 0 cannot carry them) whose profile
+    suits what we send, or None. We send Constrained Baseline, which every decoder of the
+    Baseline, Main, Extended and High profiles decodes (RFC 6184 section 8.1): a format of
+    that profile is taken first, then the first of the others (RFC 6184 section 8.2.2: an
+    answer picks among the offered ones), never one of an intra-only profile (it cannot
+    decode P frames)."""
+    compatible = None
     for number, name, clock in _formats(media):
-        if name.upper() == H264 and clock == VIDEO_CLOCK \
-                and media.fmtp(number).get("packetization-mode") == "1":
+        if name.upper() != H264 or clock != VIDEO_CLOCK:
+            continue
+        fmtp = media.fmtp(number)
+        if fmtp.get("packetization-mode") != "1":
+            continue
+        fit = _profile_fit(fmtp.get("profile-level-id", "42000a"))
+        if fit == 2:
             return number
-    return None
+        if fit == 1 and compatible is None:
+            compatible = number
+    return compatible
+
+
+# profile_idc of the profiles whose decoders decode Constrained Baseline; with its
+# constraint_set3 flag, 110, 122 and 244 are intra-only, and 44 always is.
+_DECODERS = (66, 77, 83, 86, 88, 100, 110, 118, 122, 128, 244)
+_INTRA_WITH_SET3 = (110, 122, 244)
+
+
+def _profile_fit(text):
+    """2: profile-level-id `text` names Constrained Baseline (Baseline with constraint_set1,
+    or Main or Extended with the flags that make them it); 1: a profile whose decoders
+    decode it; 0: one that cannot (intra-only), or a value that is not three hex bytes
+    (then it is read as Baseline, as when it is missing: 1)."""
+    if len(text) != 6:
+        return 1
+    try:
+        profile = int(text[:2], 16)
+        flags = int(text[2:4], 16)
+    except ValueError:
+        return 1
+    set0, set1, set3 = flags & 0x80, flags & 0x40, flags & 0x10
+    if (profile == 66 and set1) or (profile == 77 and set0) or (profile == 88 and set0 and set1):
+        return 2
+    if profile == 44 or (profile in _INTRA_WITH_SET3 and set3):
+        return 0
+    return 1 if profile in _DECODERS else 0
 
 
 def _feedback(media, number):

@@ -155,6 +155,39 @@ class TestOfferAndAccepted(unittest.TestCase):
         self.assertIsNone(accepted(parse(sdp)))
 
 
+def h264_offer(*profiles):
+    """A video offer of H.264 in mode 1 with these profile-level-ids, payload 96 up."""
+    text = ("v=0\r\no=- 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\n"
+            "m=video 10342 RTP/AVP %s\r\n" % " ".join(str(96 + n) for n in range(len(profiles))))
+    for n, profile in enumerate(profiles):
+        text += ("a=rtpmap:%d H264/90000\r\na=fmtp:%d profile-level-id=%s;"
+                 "packetization-mode=1\r\n" % (96 + n, 96 + n, profile))
+    return parse(text + "a=recvonly\r\n")
+
+
+class TestVideoProfiles(unittest.TestCase):
+    """RFC 6184 sections 8.1 and 8.2.2: we send Constrained Baseline."""
+
+    def picked(self, *profiles):
+        made = answer(h264_offer(*profiles), "198.51.100.7", None, "42", video=(40002, CAMERA))
+        return None if made is None else made[2].payload_type
+
+    def test_constrained_baseline_is_taken_before_the_others(self):
+        self.assertEqual(self.picked("640c1f", "4d001f", "42e01f"), 98)
+        self.assertEqual(self.picked("64001f", "4de01f"), 97)  # Main with set0: CB too
+        self.assertEqual(self.picked("4d401f", "64001f"), 96)  # Main (set1 alone)
+        self.assertEqual(self.picked("42001f", "58c01e"), 97)  # Extended with set0 and set1
+
+    def test_a_profile_whose_decoders_decode_it_will_do(self):
+        self.assertEqual(self.picked("64001f"), 96)  # High
+        self.assertEqual(self.picked("42801f"), 96)  # Baseline (as baresip offers it)
+
+    def test_intra_only_profiles_are_refused(self):
+        self.assertIsNone(self.picked("f4101f"))  # High 4:4:4 Intra
+        self.assertIsNone(self.picked("2c001f"))  # CAVLC 4:4:4 Intra
+        self.assertEqual(self.picked("f4101f", "64001f"), 97)
+
+
 class TestReoffer(unittest.TestCase):
     """RFC 3264 section 8: a new offer in a session keeps the m= lines, in their order."""
 
