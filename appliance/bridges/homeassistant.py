@@ -9,6 +9,7 @@ renaming the agent keeps its entities); each of our devices becomes entities of 
 | light | `light`, JSON schema | brightness (0-100) when dimmable |
 | relay | `switch` | and a `button` that pulses it, when it has a `pulse` |
 | doorbell | `event`, device_class doorbell | event type `ring` |
+| camera | `binary_sensor`, device_class running | on = streaming (a call watches it) |
 | (the agent) | `sensor`, diagnostic | the SIP registration state |
 
 Config topics are `<prefix>/<component>/<node>/<object>/config`, with `node` the agent's
@@ -121,6 +122,12 @@ class Discovery:
                     "name": "%s pulse" % label, "command_topic": command,
                     "payload_press": "pulse",
                 }
+        elif spec.type == "camera":
+            yield "binary_sensor", spec.name, {
+                "name": label, "device_class": "running", "state_topic": state,
+                "value_template": "{{ value_json.state }}", "payload_on": "streaming",
+                "payload_off": "idle", "json_attributes_topic": state,
+            }
         elif spec.type == "doorbell":
             # Its event topic carries other events too (registration, calls): those
             # render empty, which Home Assistant ignores.

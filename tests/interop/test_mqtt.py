@@ -74,6 +74,11 @@ mqtt_control = false
 name = "doorbell"
 type = "doorbell"
 pin = 27
+
+[[devices]]
+name = "camera"
+type = "camera"
+source = "test"
 """
 
 
@@ -170,7 +175,7 @@ def test_home_assistant_discovers_every_device(tmp_path, broker, watching):
                 config_topic("binary_sensor", "frontdoor"), config_topic("light", "porch"),
                 config_topic("switch", "strike"), config_topic("button", "strike_pulse"),
                 config_topic("binary_sensor", "garage"), config_topic("event", "doorbell"),
-                config_topic("sensor", "registration"),
+                config_topic("binary_sensor", "camera"), config_topic("sensor", "registration"),
             }
             assert wait_for(lambda: all(watching.last(t) for t in expected)), agent.output()
             configs = {topic: json.loads(watching.last(topic)) for topic in expected}
@@ -191,6 +196,10 @@ def test_home_assistant_discovers_every_device(tmp_path, broker, watching):
     bell = configs[config_topic("event", "doorbell")]
     assert (bell["device_class"], bell["event_types"], bell["state_topic"]) == (
         "doorbell", ["ring"], BASE + "/doorbell/event")
+    camera = configs[config_topic("binary_sensor", "camera")]
+    assert (camera["device_class"], camera["state_topic"], camera["payload_on"],
+            camera["payload_off"]) == ("running", BASE + "/camera", "streaming", "idle")
+    assert watching.json(BASE + "/camera")["state"] == "idle"
     sensor = configs[config_topic("sensor", "registration")]
     assert sensor["state_topic"] == BASE + "/registration"
     # One Home Assistant device for the agent; an entity id per entity, all stable.
