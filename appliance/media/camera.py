@@ -365,7 +365,8 @@ class Camera:
                     read_next, write_end = os.pipe()
                 try:
                     process = await asyncio.create_subprocess_exec(
-                        *argv, stdin=asyncio.subprocess.DEVNULL if read_end is None else read_end,
+                        *_tied(argv),
+                        stdin=asyncio.subprocess.DEVNULL if read_end is None else read_end,
                         stdout=asyncio.subprocess.DEVNULL if write_end is None else write_end,
                         stderr=asyncio.subprocess.PIPE, start_new_session=True)
                 except FileNotFoundError:
@@ -544,6 +545,17 @@ class Camera:
                 "restarts": self.restarts, "frames": self.frames,
                 "profile_level_id": self.description.profile_level_id
                 if self.description else None, "failure": self.failure}
+
+
+def _tied(argv):
+    """`argv`, run so that it ends with the agent, even one killed outright with no chance
+    to stop it (outside systemd, which would end it with the unit): util-linux's setpriv
+    sets its parent-death signal (SIGTERM) and runs it in its place, where setpriv is
+    installed."""
+    if shutil.which(argv[0]) is None:
+        raise FileNotFoundError(argv[0])
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else list(argv)
 
 
 def _free_pair():

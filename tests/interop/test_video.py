@@ -16,6 +16,9 @@ import shutil
 import signal
 import socket
 import struct
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +28,7 @@ from appliance.sip import sdp
 
 from ..agent.phone import Phone
 from ..agent.support import TEST_ENV, agent_from, run, wait_until
-from .conftest import peer_unavailable
+from .conftest import _start_agent, peer_unavailable
 
 HOME = """
 [agent]
@@ -556,6 +559,41 @@ def test_a_reinvite_without_an_offer_gets_the_calls_m_lines_in_their_order(tmp_p
             assert (await alice.in_dialog("BYE")).status == 200
 
     run(body(), deadline=60)
+
+
+def test_the_encoder_ends_with_an_agent_killed_outright(tmp_path):
+    workdir = tempfile.mkdtemp(prefix="sipcam-")  # short: the control socket lives here
+    config = Path(workdir, "home.toml")
+    config.write_text(HOME.format(rtp_timeout=30, source="test", simulate="true").replace(
+        "{control}", os.path.join(workdir, "unused.sock")))
+    running = _start_agent(workdir, ["-c", str(config)])
+    try:
+        async def body():
+            async with phone() as alice:
+                receiver = Receiver()
+                try:
+                    response = await alice.call("sip:camera@127.0.0.1:%d" % running.port,
+                                                running.port,
+                                                body=video_offer(alice, receiver.port))
+                    assert response.status == 200, running.output()
+                    assert await wait_until(lambda: receiver.read() or receiver.keyframes, WAIT)
+                finally:
+                    receiver.close()
+
+        run(body(), deadline=60)
+        pids = running.status()["devices"]["camera"]["encoder"]["pids"]
+        assert pids and all(alive(pid) for pid in pids)
+        running.process.kill()  # SIGKILL: no chance to stop its encoder
+        running.process.wait(5)
+        deadline = time.monotonic() + WAIT
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_video_only_call_to_the_intercom_without_rtcp_is_hung_up(tmp_path):
