@@ -35,6 +35,7 @@ import time
 from ..sip import sdp
 from . import h264
 from .rtp import parse_rtp
+from .session import MediaError, bind_pair
 
 log = logging.getLogger(__name__)
 
@@ -560,25 +561,16 @@ def _tied(argv):
 
 def _free_pair():
     """An even port on 127.0.0.1 that is free with its odd neighbour (the encoder's RTP and
-    RTCP sockets): found by binding both and letting them go for the encoder to take. Should
-    another program take one meanwhile, the encoder fails to start and is started again."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1] & ~1
-        if port < 1024:
-            continue
-        pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-        try:
-            pair[0].bind(("127.0.0.1", port))
-            pair[1].bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in pair:
-                sock.close()
-    raise CameraError("no free pair of ports on 127.0.0.1 for the encoder")
+    RTCP sockets): bound as a call's are, and let go for the encoder to take. Should another
+    program take one meanwhile, the encoder fails to start and is started again."""
+    try:
+        pair = bind_pair("127.0.0.1")
+    except MediaError as error:
+        raise CameraError(str(error)) from None
+    port = pair[0].getsockname()[1]
+    for sock in pair:
+        sock.close()
+    return port
 
 
 class _Probe:
