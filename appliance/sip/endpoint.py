@@ -103,6 +103,7 @@ class Endpoint:
         self.limited = 0
         self.refused = 0
         self._per_source = {}  # source address -> its server transactions
+        self._asked = {}  # address -> our client transactions sent there
         self.server_transactions = {}
         self.client_transactions = {}
         self.dialogs = {}
@@ -151,7 +152,10 @@ class Endpoint:
         peer = (transport, source[0], source[1])
         if not data.strip(b"\r\n"):
             return  # a CRLF keep-alive datagram: nothing to answer
-        if self._limiter is not None and not data.startswith(b"SIP/2.0 "):
+        if self._limiter is not None and (not data.startswith(b"SIP/2.0 ")
+                                          or source[0] not in self._asked):
+            # Requests and garbage count, and responses but from where requests of ours
+            # went (a registrar answering a burst of REGISTERs is never held back).
             allowed = self._limiter.allow(source[0], now)
             if allowed <= 0:
                 self.limited += 1
@@ -401,7 +405,10 @@ class Endpoint:
             fields.append(("Accept", ", ".join(capabilities.accept)))
             fields.append(("Accept-Encoding", "identity"))
         request = transaction.request
-        response = self.respond(transaction, status, reason, fields, now=now)
+        # Stateless (RFC 3261 section 8.2.7): a rejection changes nothing and is made again
+        # for a retransmission, and one the sender cannot ACK (no Call-ID) is not resent
+        # until timer H, toward an address that may not even have sent it.
+        response = self.respond(transaction, status, reason, fields, now=now, stateless=True)
         self._emit(RequestRejected(request, response, transaction.source))
 
     def _reject_malformed(self, request, error, peer):
@@ -454,7 +461,7 @@ class Endpoint:
         transaction = ClientTransaction(
             self, request, key, (transport, host, port), transport in RELIABLE,
         )
-        self.client_transactions[key] = transaction
+        self._add_client(key, transaction)
         transaction.start(now)
         return transaction
 
@@ -477,9 +484,14 @@ class Endpoint:
         key = (invite.key[0], "CANCEL")
         transaction = ClientTransaction(self, cancel, key, destination,
                                         destination[0] in RELIABLE)
-        self.client_transactions[key] = transaction
+        self._add_client(key, transaction)
         transaction.start(now)
         return transaction
+
+    def _add_client(self, key, transaction):
+        self.client_transactions[key] = transaction
+        address = transaction.destination[1].strip("[]")
+        self._asked[address] = self._asked.get(address, 0) + 1
 
     def _write_via(self, request, transport, branch):
         local_host, local_port = self.local[transport]
@@ -574,6 +586,12 @@ class Endpoint:
                 del self._merge_keys[merge_key]
         elif self.client_transactions.get(transaction.key) is transaction:
             del self.client_transactions[transaction.key]
+            address = transaction.destination[1].strip("[]")
+            asked = self._asked.get(address, 0) - 1
+            if asked > 0:
+                self._asked[address] = asked
+            else:
+                self._asked.pop(address, None)
 
 
 def _is_multicast(host):

@@ -7,8 +7,8 @@ and bounded transaction tables.
 - Requests (and anything that is not a response: garbage counts) from one source address
   beyond `rate` a second, after a `burst`, are dropped unanswered: a flood costs a table
   look-up per datagram, not a parse and a reply, and another address carries on. All ports
-  of an address share its allowance. Responses are not counted: they match transactions
-  of ours or are dropped anyway.
+  of an address share its allowance. Responses count too, but those from an address
+  requests of ours are waiting on (a registrar answering a burst of REGISTERs).
 - A new request that would make more than `max_transactions` server transactions, or more
   than `max_per_source` from its source address, is answered 503 with Retry-After
   (`retry_after` seconds) without a transaction, so no one address can take the table.
@@ -54,8 +54,9 @@ class RateLimiter:
     def allow(self, address, now):
         """Whether a request from `address` at `now` (ms) is within its allowance; it is
         taken from the allowance when it is. Returns 1 when allowed, 0 when refused, and
-        -1 for the first refusal after the address was within its allowance (to report
-        once per episode)."""
+        -1 for the first refusal of an episode (to report it once): one that ends only
+        when the address has been quiet long enough to have its whole allowance again, not
+        with each request the rate lets through."""
         bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) >= self.max_sources:
@@ -63,12 +64,12 @@ class RateLimiter:
             self._buckets[address] = [self.full - 1000, now, False]
             return 1
         left = bucket[0] + (now - bucket[1]) * self.rate
-        if left > self.full:
+        if left >= self.full:
             left = self.full
+            bucket[2] = False  # quiet long enough for a whole allowance: the episode ended
         bucket[1] = now
         if left >= 1000:
             bucket[0] = left - 1000
-            bucket[2] = False
             return 1
         bucket[0] = left
         if bucket[2]:

@@ -392,12 +392,17 @@ class RejectionTest(UasCase):
         self.assertEqual(status_of(out[0]), 400)
         self.assertEqual(parsed(out[0]).reason, "Malformed Content-Length")
 
-    def test_rejection_is_kept_in_a_transaction(self):
-        response = self.rejected(make_request("FOO"), 501)
-        events, out = self.receive(make_request("FOO"), at=500)
-        self.assertEqual(events, [])
-        self.assertEqual([parsed(d).status for d in out], [501])
-        self.assertEqual(parsed(out[0]).to.tag, response.to.tag)
+    def test_a_rejection_is_stateless(self):
+        # RFC 3261 section 8.2.7: nothing is kept; a retransmission is answered anew.
+        self.rejected(make_request("FOO"), 501)
+        self.assertEqual(self.ep.server_transactions, {})
+        self.rejected(make_request("FOO"), 501, at=500)
+
+    def test_a_rejected_invite_is_not_resent_until_timer_h(self):
+        # One the sender cannot ACK (no Call-ID) would otherwise go out 11 times, toward
+        # an address that may never have sent it.
+        self.rejected(invite(omit=("call-id",)), 400)
+        self.assertEqual(run_timers(self.ep, self.clock, 64 * 500), [])
 
     def test_order_of_checks(self):
         # The version first, then syntax, then the method (RFC 3261 8.2.1).

@@ -4,18 +4,25 @@
 import unittest
 
 from appliance.sip.errors import InvalidState
-from appliance.sip.events import RequestReceived, RequestRejected, SourceLimited
+from appliance.sip.events import (
+    RequestReceived,
+    RequestRejected,
+    ResponseReceived,
+    SourceLimited,
+)
 from appliance.sip.limits import Limits, RateLimiter
 from appliance.sip.message import make_response
 
 from .helpers import (
     ALICE,
+    BOB,
     FakeClock,
     drain,
     events_of,
     invite,
     make_endpoint,
     options,
+    outgoing,
     parsed,
     run_timers,
     sent,
@@ -38,8 +45,16 @@ class RateLimiterTest(unittest.TestCase):
         self.assertEqual(allowed, [1, 1, 1, 1, 1, -1, 0, 0])  # reported once
         self.assertEqual(limiter.allow("a", 99), 0)  # 0.99 of a request earned
         self.assertEqual(limiter.allow("a", 100), 1)  # a tenth of a second: one more
-        self.assertEqual(limiter.allow("a", 100), -1)  # a new episode is reported again
+        self.assertEqual(limiter.allow("a", 100), 0)  # the same episode: reported once
         self.assertEqual(limiter.allow("b", 100), 1)  # others have their own allowance
+        # Quiet until the whole allowance is back: the episode is over, the next reported.
+        self.assertEqual([limiter.allow("a", 600) for _ in range(6)], [1, 1, 1, 1, 1, -1])
+
+    def test_a_steady_flood_is_one_episode(self):
+        limiter = RateLimiter(rate=50, burst=100, max_sources=8)
+        results = [limiter.allow("a", now) for now in range(0, 60000, 2)]  # 500/s, a minute
+        self.assertEqual(results.count(-1), 1)
+        self.assertEqual(results.count(1), 100 + 3000 - 1)  # the burst, then 50/s
 
     def test_the_allowance_refills_to_the_burst_only(self):
         limiter = RateLimiter(rate=10, burst=3, max_sources=8)
@@ -85,13 +100,26 @@ class RateLimitTest(unittest.TestCase):
         self.ep.receive(request_from(99, *OTHER), "udp", OTHER, 0)
         self.assertEqual(len(events_of(drain(self.ep), RequestReceived)), 1)
 
-    def test_garbage_counts_against_the_rate_and_responses_do_not(self):
+    def test_garbage_and_stray_responses_count_against_the_rate(self):
         for _ in range(10):
             self.ep.receive(b"\x16\x03\x01 not sip at all", "udp", ALICE, 0)
         self.assertEqual(self.ep.limited, 5)
         response = make_response(parsed_options(), 200, to_tag="t")
         self.ep.receive(response.to_bytes(), "udp", ALICE, 0)
-        self.assertEqual(self.ep.limited, 5)  # a stray response: dropped, not limited
+        self.assertEqual(self.ep.limited, 6)  # nothing of ours went there
+
+    def test_responses_from_where_our_requests_went_do_not(self):
+        ep = make_endpoint("alice", limits=Limits(rate=10, burst=5))
+        sent_ones = []
+        for n in range(20):  # a burst of requests of ours to bob, as of REGISTERs
+            request = outgoing(options(call_id="ours-%d" % n))
+            sent_ones.append(ep.send_request(request, ("udp",) + BOB, 0))
+        sent(ep)
+        for transaction in sent_ones:
+            ep.receive(make_response(transaction.request, 200, to_tag="b").to_bytes(), "udp",
+                       BOB, 0)
+        self.assertEqual(ep.limited, 0)
+        self.assertEqual(len(events_of(drain(ep), ResponseReceived)), 20)
 
     def test_the_source_is_served_again_once_it_slows_down(self):
         for n in range(20):
