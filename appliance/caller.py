@@ -13,7 +13,7 @@ import signal
 from .agent import USER_AGENT
 from .call import ALLOW, ENDED, OutgoingCall
 from .calls import reoffer
-from .client import ClientError, _target
+from .client import ClientError, _target, listeners
 from .media.session import MediaError, MediaSession
 from .media.video import VideoReceiver
 from .net.resolver import resolve
@@ -77,10 +77,11 @@ class _Printer:
 
 
 async def place_call(uri_text, audio="default", username=None, password=None, proxy=None,
-                     duration=None, digits="", timeout=30.0, video=None, out=print, ca=None):
+                     duration=None, digits="", timeout=30.0, video=None, out=print, ca=None,
+                     from_uri=None, listen=()):
     """Call `uri_text` until either side hangs up (or `duration` seconds after the
     answer), writing its video to the file `video` when given; returns 0 when the call
-    was answered, 1 otherwise."""
+    was answered, 1 otherwise. `from_uri` and `listen` as for client.send_once."""
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
     transport, address, port = await resolve(next_hop, transports=("udp", "tcp", "tls"))
@@ -100,9 +101,8 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
         else:
             call.response(event)
 
-    family_any = "::" if ":" in address else "0.0.0.0"
-    advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
-    stack = SipStack([("udp", family_any, 0), ("tcp", family_any, 0)], on_event,
+    specs, advertise = listeners(listen, next_hop, transport, address)
+    stack = SipStack(specs, on_event,
                      Capabilities(allow=tuple(m.strip() for m in ALLOW.split(",")),
                                   accept=("application/sdp",)),
                      user_agent=USER_AGENT, advertise=advertise, tls=TlsContexts(ca=ca))
@@ -128,8 +128,9 @@ async def place_call(uri_text, audio="default", username=None, password=None, pr
                                              else ";transport=" + transport)
         credentials = same_credentials(username, password) if username and password else None
         listener = _Printer(call_done, digits, out)
-        from_uri = "sip:%s@%s" % (username, target.host) if username \
-            else "sip:appliance@%s" % shown
+        if from_uri is None:
+            from_uri = "sip:%s@%s" % (username, target.host) if username \
+                else "sip:appliance@%s" % shown
         call = OutgoingCall(stack, loop, listener, "appliance", contact, str(target),
                             from_uri, (transport, address, port),
                             ("%s;lr" % next_hop,) if proxy else (), credentials)

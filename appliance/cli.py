@@ -669,9 +669,11 @@ def cmd_call(args):
     if args.dtmf and not all(c in "0123456789*#ABCDabcd" for c in args.dtmf):
         raise ApplianceError("--dtmf takes the digits 0-9, *, # and A-D, not %r" % args.dtmf)
     audio = args.audio_file or args.audio
+    listen = [config_module.parse_listen(spec) for spec in args.listen or ()]
     return asyncio.run(place_call(args.uri, audio=audio, proxy=args.proxy,
                                   duration=args.duration, digits=args.dtmf.upper(),
                                   video=args.video, timeout=args.timeout, ca=args.ca,
+                                  from_uri=args.from_uri, listen=listen,
                                   **_credentials(args)))
 
 

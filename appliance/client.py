@@ -40,6 +40,23 @@ def _target(uri_text, what):
     return uri
 
 
+def listeners(listen, next_hop, transport, address):
+    """(listen specs, the host to advertise or None) of a client command: its --listen
+    specs (which must include the transport toward `next_hop`, but for TLS, which needs no
+    listener), else UDP and TCP on any address of the family of `address`, on ports the
+    kernel picks; then, to a peer on this machine, Via and Contact say so rather than
+    naming the LAN address."""
+    if listen:
+        specs = [(spec.transport, spec.host, spec.port) for spec in listen]
+        if transport != "tls" and transport not in [spec[0] for spec in specs]:
+            raise ClientError("%s goes over %s, but --listen has no %s: listener"
+                              % (next_hop, transport, transport))
+        return specs, None  # the listeners' own addresses
+    family_any = "::" if ":" in address else "0.0.0.0"
+    return ([("udp", family_any, 0), ("tcp", family_any, 0)],
+            {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address))
+
+
 async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, listen=(),
                     fields=(), body=b"", username=None, password=None, ca=None):
     """Send one request outside a dialog and wait for its final response.
@@ -53,14 +70,7 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
     target = _target(uri_text, "URI")
     next_hop = _target(proxy, "proxy") if proxy else target
     transport, address, port = await resolve(next_hop, transports=("udp", "tcp", "tls"))
-    family_any = "::" if ":" in address else "0.0.0.0"
-    if listen:
-        specs = [(s.transport, s.host, s.port) for s in listen]
-        if transport != "tls" and transport not in [spec[0] for spec in specs]:
-            raise ClientError("%s goes over %s, but --listen has no %s: listener"
-                              % (next_hop, transport, transport))
-    else:
-        specs = [("udp", family_any, 0), ("tcp", family_any, 0)]
+    specs, advertise = listeners(listen, next_hop, transport, address)
     outcomes = asyncio.Queue()
 
     def on_event(event):
@@ -71,8 +81,6 @@ async def send_once(method, uri_text, from_uri=None, proxy=None, timeout=5.0, li
         elif isinstance(event, TransportFailed):
             outcomes.put_nowait(Result(error="cannot reach %s over %s" % (uri_text, transport)))
 
-    # To a peer on this machine, say so in Via and From rather than naming the LAN address.
-    advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
     stack = SipStack(specs, on_event, advertise=advertise, tls=TlsContexts(ca=ca))
     await stack.start()
     endpoint = stack.endpoint

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ElementTree
 from datetime import datetime
 
 from .agent import USER_AGENT
-from .client import MAX_CHALLENGES, ClientError, Result, _target
+from .client import MAX_CHALLENGES, ClientError, Result, _target, listeners
 from .net.resolver import ResolveError, resolve
 from .net.stack import SipStack
 from .net.tls import TlsContexts
@@ -109,15 +109,7 @@ class Watch:
         next_hop = self.proxy or self.target
         transport, address, port = await resolve(next_hop, transports=TRANSPORTS)
         destination = self.destination = (transport, address, port)
-        if self.listen:
-            specs = [(s.transport, s.host, s.port) for s in self.listen]
-            if transport != "tls" and transport not in [spec[0] for spec in specs]:
-                raise ClientError("%s goes over %s, but --listen has no %s: listener"
-                                  % (next_hop, transport, transport))
-        else:
-            family_any = "::" if ":" in address else "0.0.0.0"
-            specs = [("udp", family_any, 0), ("tcp", family_any, 0)]
-        advertise = {"127.0.0.1": "127.0.0.1", "::1": "[::1]"}.get(address)
+        specs, advertise = listeners(self.listen, next_hop, transport, address)
         capabilities = Capabilities(allow=("NOTIFY",), accept=ACCEPT,
                                     allow_events=(self.event,))
         self.stack = SipStack(specs, self._on_event, capabilities, user_agent=USER_AGENT,

@@ -571,6 +571,16 @@ def test_call_the_intercom_and_open_the_door_with_the_code(demo):
     demo.wait_for("stderr", r"strike \(relay\): on", 5.0)
 
 
+def test_call_from_a_chosen_address_as_a_chosen_uri(demo):
+    result = appliance("call", "sip:intercom@127.0.0.1:%d" % demo.port, "--user", "demo",
+                       "--password", "demo", "--audio", "null", "--duration", "0.5",
+                       "--listen", "udp:127.0.0.2:0", "--from", "sip:visitor@example.org")
+    assert result.returncode == 0, result.stdout + result.stderr
+    demo.wait_for("stderr", r"INVITE sip:intercom@127\.0\.0\.1:%d from udp:127\.0\.0\.2:\d+ "
+                  % demo.port, 5.0)
+    demo.wait_for("stderr", r"call \w+ with sip:visitor@example\.org answered", 5.0)
+
+
 def test_call_with_a_wrong_password_is_refused(demo):
     result = appliance("call", "sip:intercom@127.0.0.1:%d" % demo.port, "--user", "demo",
                        "--password", "nope", "--audio", "null")
