@@ -207,7 +207,7 @@ class Endpoint:
             peer[0] in RELIABLE,
         )
         self.server_transactions[key] = transaction
-        self._per_source[peer[1]] = held + 1
+        _count(self._per_source, peer[1], 1)
         transaction.start(now)
         problem = check_request(request, self.capabilities)
         if problem is None:
@@ -491,7 +491,7 @@ class Endpoint:
     def _add_client(self, key, transaction):
         self.client_transactions[key] = transaction
         address = transaction.destination[1].strip("[]")
-        self._asked[address] = self._asked.get(address, 0) + 1
+        _count(self._asked, address, 1)
 
     def _write_via(self, request, transport, branch):
         local_host, local_port = self.local[transport]
@@ -575,23 +575,22 @@ class Endpoint:
         if isinstance(transaction, ServerTransaction):
             if self.server_transactions.get(transaction.key) is transaction:
                 del self.server_transactions[transaction.key]
-                address = transaction.source[1]
-                held = self._per_source.get(address, 0) - 1
-                if held > 0:
-                    self._per_source[address] = held
-                else:
-                    self._per_source.pop(address, None)
+                _count(self._per_source, transaction.source[1], -1)
             merge_key = transaction.merge_key
             if merge_key is not None and self._merge_keys.get(merge_key) is transaction:
                 del self._merge_keys[merge_key]
         elif self.client_transactions.get(transaction.key) is transaction:
             del self.client_transactions[transaction.key]
-            address = transaction.destination[1].strip("[]")
-            asked = self._asked.get(address, 0) - 1
-            if asked > 0:
-                self._asked[address] = asked
-            else:
-                self._asked.pop(address, None)
+            _count(self._asked, transaction.destination[1].strip("[]"), -1)
+
+
+def _count(table, address, change):
+    """Add `change` to `address`'s count in `table`, which holds no zero counts."""
+    count = table.get(address, 0) + change
+    if count > 0:
+        table[address] = count
+    else:
+        table.pop(address, None)
 
 
 def _is_multicast(host):
